@@ -1,0 +1,111 @@
+"""The one settings model: environment variables prefixed ``LLMW_`` and an optional YAML file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+MAX_MILVUS_WRITE_BYTES = 64 * 1024 * 1024
+
+
+class _ConfigFileLocator(BaseSettings):
+    """Reads only ``LLMW_CONFIG_FILE``, so the main model knows which YAML file to layer in."""
+
+    model_config = SettingsConfigDict(env_prefix="LLMW_", extra="ignore")
+    config_file: Path | None = None
+
+
+class Settings(BaseSettings):
+    """Everything the project can be configured with. Precedence: init args > env > file > defaults.
+
+    Every field maps to ``LLMW_<FIELD>`` (for example ``LLMW_MILVUS_URI``). A YAML file named by
+    ``LLMW_CONFIG_FILE`` may hold the same fields in lower case.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LLMW_", extra="ignore", validate_default=True)
+
+    # Milvus: a file path means Milvus Lite; http(s):// means a server.
+    milvus_uri: str = "./.llmw/milvus.db"
+    milvus_token: SecretStr | None = None
+    collection: str = "documents"
+    milvus_write_batch_bytes: int = Field(16 * 1024 * 1024, gt=0, lt=MAX_MILVUS_WRITE_BYTES)
+
+    # MinIO / S3, used through the minio client.
+    s3_endpoint: str = "minio.minio.svc.cluster.local:9000"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_secure: bool = False
+    s3_region: str | None = None
+
+    # Embeddings: a local sentence-transformers model, or an OpenAI-compatible endpoint when
+    # ``embedding_url`` is set (the cluster's BGE service).
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_url: str | None = None
+    embedding_api_key: SecretStr | None = None
+    embedding_device: str | None = None
+    embedding_batch_size: int = Field(64, gt=0)
+    embedding_concurrency: int = Field(4, gt=0)
+    embedding_timeout_s: float = Field(60.0, gt=0)
+    embedding_max_retries: int = Field(5, ge=0)
+
+    # Partitioning and chunking.
+    chunking_strategy: Literal["by_title", "basic"] = "by_title"
+    chunk_max_characters: int = Field(1000, ge=50, le=16000)
+    chunk_overlap: int = Field(100, ge=0)
+    partition_workers: int = Field(1, ge=0)
+    partition_timeout_s: float = Field(300.0, gt=0)
+
+    # Sources.
+    max_file_size_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+
+    # Incremental runs.
+    prune_max_fraction: float = Field(0.5, gt=0, le=1)
+
+    # The cluster's GPU inventory; None means the one shipped in components/data.
+    cluster_inventory: Path | None = None
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_max(cls, value: int, info: object) -> int:
+        data = getattr(info, "data", {})
+        max_chars = data.get("chunk_max_characters")
+        if max_chars is not None and value >= max_chars:
+            raise ValueError(
+                f"chunk_overlap ({value}) must be smaller than chunk_max_characters ({max_chars})"
+            )
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _ConfigFileLocator().config_file
+        if config_file is not None:
+            if not config_file.is_file():
+                raise FileNotFoundError(f"LLMW_CONFIG_FILE names {config_file}, which is not a file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return (*sources, file_secret_settings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
