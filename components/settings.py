@@ -100,7 +100,9 @@ class Settings(BaseSettings):
         config_file = _ConfigFileLocator().config_file
         if config_file is not None:
             if not config_file.is_file():
-                raise FileNotFoundError(f"LLMW_CONFIG_FILE names {config_file}, which is not a file")
+                raise FileNotFoundError(
+                    f"LLMW_CONFIG_FILE names {config_file}, which is not a file"
+                )
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return (*sources, file_secret_settings)
 

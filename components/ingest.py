@@ -1,0 +1,387 @@
+"""Document ingestion: list -> fetch -> skip unchanged -> partition -> embed -> upsert -> clean up.
+
+Write protocol per document, so that a run killed anywhere converges on rerun:
+1. the manifest records the new chunk keys as ``pending`` (before any new row is written);
+2. the new rows are upserted (deterministic keys, so rewriting them is harmless);
+3. rows of older versions (old keys and any pending keys not in the new set) are deleted;
+4. the manifest records the new version as complete.
+A document is unchanged only when its manifest record is complete with the same content hash
+and pipeline fingerprint. Rows are never removed before their replacements exist.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from components.embedders import Embedder, EmbeddingError, make_embedder
+from components.ids import chunk_key, doc_id_for, pipeline_fingerprint, sha256_hex, stable_shard
+from components.ingest_models import DocumentIssue, IngestParams, IngestReport
+from components.milvus_store import ChunkStore, DocumentState, pack_keys, unpack_keys
+from components.partition import Chunk, ChunkingConfig, DocumentError
+from components.partition_pool import PartitionPool
+from components.settings import Settings, get_settings
+from components.sources import DocumentRef, DocumentSource, open_source
+
+# Called once per listed document with its outcome: new, changed, unchanged, failed, skipped.
+ProgressCallback = Callable[[str, DocumentRef], None]
+
+LISTING_BATCH = 32
+FETCH_THREADS = 8
+ROW_OVERHEAD_BYTES = 512
+
+
+class PruneRefusedError(RuntimeError):
+    """Prune would have deleted too much, or the listing it would trust is empty."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: the documents whose doc_id hashes to it."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``I/N`` -> Shard(I, N)."""
+        try:
+            index_text, count_text = text.split("/")
+            shard = cls(int(index_text), int(count_text))
+        except ValueError:
+            raise ValueError(f"shard must look like I/N (for example 0/4), got {text!r}") from None
+        if not 0 <= shard.index < shard.count:
+            raise ValueError(f"shard {text!r}: need 0 <= I < N")
+        return shard
+
+    def owns(self, doc_id: str) -> bool:
+        return stable_shard(doc_id, self.count) == self.index
+
+
+@dataclass
+class _Pending:
+    """A document whose rows are being written."""
+
+    ref: DocumentRef
+    doc_id: str
+    content_hash: str
+    old: DocumentState | None
+    keys: list[str]
+    unwritten: int
+    marked: bool = False
+
+
+@dataclass
+class _Writer:
+    """Embeds chunks in batches and writes rows in byte-bounded batches, then finalizes docs."""
+
+    store: ChunkStore
+    embedder: Embedder
+    fingerprint: str
+    max_bytes: int
+    report: IngestReport
+    progress: ProgressCallback | None
+    to_embed: list[tuple[_Pending, int, Chunk]] = field(default_factory=list)
+    rows: list[tuple[_Pending, dict[str, Any]]] = field(default_factory=list)
+    row_bytes: int = 0
+    docs: dict[str, _Pending] = field(default_factory=dict)
+
+    def add(self, doc: _Pending, chunks: list[Chunk]) -> None:
+        self.docs[doc.doc_id] = doc
+        self.to_embed.extend((doc, i, c) for i, c in enumerate(chunks))
+        if not chunks:
+            self.flush_rows()
+        while len(self.to_embed) >= self.embedder.batch_size:
+            self.embed(self.embedder.batch_size)
+
+    def embed(self, count: int | None = None) -> None:
+        batch = self.to_embed[: count or len(self.to_embed)]
+        del self.to_embed[: len(batch)]
+        if not batch:
+            return
+        try:
+            vectors = self.embedder.embed([chunk.text for _, _, chunk in batch])
+        except EmbeddingError as exc:
+            for doc in {id(d): d for d, _, _ in batch}.values():
+                self.fail(doc, str(exc))
+            return
+        for (doc, index, chunk), vector in zip(batch, vectors, strict=True):
+            row = {
+                "pk": doc.keys[index],
+                "doc_id": doc.doc_id,
+                "source_uri": doc.ref.uri,
+                "content_hash": doc.content_hash,
+                "pipeline_fingerprint": self.fingerprint,
+                "chunk_index": index,
+                "text": chunk.text,
+                "metadata": chunk.metadata,
+                "embedding": vector,
+            }
+            self.rows.append((doc, row))
+            self.row_bytes += (
+                len(chunk.text.encode()) + 4 * len(vector) + len(json.dumps(chunk.metadata))
+            ) + ROW_OVERHEAD_BYTES
+            if self.row_bytes >= self.max_bytes:
+                self.flush_rows()
+
+    def fail(self, doc: _Pending, error: str) -> None:
+        """Drop a document's unwritten rows; the manifest keeps it pending for the next run."""
+        self.docs.pop(doc.doc_id, None)
+        self.to_embed = [item for item in self.to_embed if item[0] is not doc]
+        self.rows = [item for item in self.rows if item[0] is not doc]
+        self.report.documents.failed += 1
+        self.report.failures.append(DocumentIssue(source_uri=doc.ref.uri, error=error))
+        if self.progress:
+            self.progress("failed", doc.ref)
+
+    def flush_rows(self) -> None:
+        rows, self.rows, self.row_bytes = self.rows, [], 0
+        unmarked = {id(d): d for d, _ in rows if not d.marked}
+        self.store.write_states(self._state(d, pending=True) for d in unmarked.values())
+        for doc in unmarked.values():
+            doc.marked = True
+        self.store.upsert_chunks([row for _, row in rows])
+        for doc, _ in rows:
+            doc.unwritten -= 1
+        self.report.chunks += len(rows)
+        # A document without chunks writes no rows, so it needs no pending mark first.
+        finished = [d for d in self.docs.values() if d.unwritten == 0 and (d.marked or not d.keys)]
+        for doc in finished:
+            self._delete_stale(doc)
+        self.store.write_states(self._state(d, pending=False) for d in finished)
+        for doc in finished:
+            del self.docs[doc.doc_id]
+            outcome = "changed" if doc.old else "new"
+            setattr(self.report.documents, outcome, getattr(self.report.documents, outcome) + 1)
+            if self.progress:
+                self.progress(outcome, doc.ref)
+
+    def finish(self) -> None:
+        self.embed()
+        self.flush_rows()
+
+    def _delete_stale(self, doc: _Pending) -> None:
+        if doc.old is None:
+            return
+        old_keys = unpack_keys(doc.old.chunk_keys)
+        pending = unpack_keys(doc.old.pending_keys) if doc.old.pending_keys else []
+        if old_keys is None or pending is None or pack_keys(doc.keys) == "*":
+            self.store.delete_stale_by_filter(doc.doc_id, doc.content_hash, self.fingerprint)
+            return
+        self.store.delete_chunks(sorted((set(old_keys) | set(pending)) - set(doc.keys)))
+
+    def _state(self, doc: _Pending, pending: bool) -> DocumentState:
+        if pending:
+            # Until complete, the record keeps the old version's hash, so the doc is not skipped.
+            old = doc.old
+            return DocumentState(
+                doc_id=doc.doc_id,
+                source_uri=doc.ref.uri,
+                content_hash=old.content_hash if old else "",
+                fingerprint=old.fingerprint if old else "",
+                chunk_count=old.chunk_count if old else 0,
+                chunk_keys=old.chunk_keys if old else "",
+                pending_keys=_merge_packed(doc.keys, old.pending_keys if old else ""),
+            )
+        return DocumentState(
+            doc_id=doc.doc_id,
+            source_uri=doc.ref.uri,
+            content_hash=doc.content_hash,
+            fingerprint=self.fingerprint,
+            chunk_count=len(doc.keys),
+            chunk_keys=pack_keys(doc.keys),
+            pending_keys="",
+        )
+
+
+def _merge_packed(keys: list[str], packed_previous: str) -> str:
+    previous = unpack_keys(packed_previous) if packed_previous else []
+    if previous is None:
+        return "*"
+    merged = list(dict.fromkeys([*previous, *keys]))
+    return pack_keys(merged)
+
+
+def chunking_config(settings: Settings) -> ChunkingConfig:
+    return ChunkingConfig(
+        strategy=settings.chunking_strategy,
+        max_characters=settings.chunk_max_characters,
+        overlap=settings.chunk_overlap,
+    )
+
+
+def open_store(params: IngestParams, settings: Settings) -> ChunkStore:
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    return ChunkStore(params.milvus_uri or settings.milvus_uri, params.collection, token=token)
+
+
+def ingest(
+    params: IngestParams,
+    settings: Settings | None = None,
+    *,
+    shard: Shard | None = None,
+    progress: ProgressCallback | None = None,
+    embedder: Embedder | None = None,
+) -> IngestReport:
+    """Ingest ``params.source`` into Milvus; prune afterwards when asked (not with a shard)."""
+    settings = settings or get_settings()
+    started = time.perf_counter()
+    report = IngestReport()
+    source = open_source(params.source, settings)
+    embedder = embedder or make_embedder(settings)
+    store = open_store(params, settings)
+    try:
+        store.ensure(embedder.dimension)
+        config = chunking_config(settings)
+        fingerprint = pipeline_fingerprint(
+            **config.fingerprint_fields(), model=embedder.name, dimension=embedder.dimension
+        )
+        writer = _Writer(
+            store, embedder, fingerprint, settings.milvus_write_batch_bytes, report, progress
+        )
+        listed: set[str] = set()
+        pool = PartitionPool(settings.partition_workers, settings.partition_timeout_s)
+        try:
+            _run(source, store, pool, writer, config, fingerprint, shard, listed, settings)
+        finally:
+            pool.close()
+        if params.prune:
+            if shard is not None:
+                raise ValueError("prune needs the complete listing: run prune_source after shards")
+            try:
+                report.documents.deleted = prune(store, source.root_uri, listed, settings)
+            except PruneRefusedError as exc:
+                report.prune_error = str(exc)
+    finally:
+        store.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run(
+    source: DocumentSource,
+    store: ChunkStore,
+    pool: PartitionPool,
+    writer: _Writer,
+    config: ChunkingConfig,
+    fingerprint: str,
+    shard: Shard | None,
+    listed: set[str],
+    settings: Settings,
+) -> None:
+    report = writer.report
+    in_flight: deque[tuple[_Pending, Future[list[Chunk]]]] = deque()
+    max_in_flight = max(2, 2 * settings.partition_workers + 2)
+
+    def drain(limit: int) -> None:
+        while len(in_flight) > limit:
+            doc, future = in_flight.popleft()
+            try:
+                chunks = pool.result(future)
+            except DocumentError as exc:
+                writer.fail(doc, str(exc))
+                continue
+            doc.keys = [chunk_key(doc.doc_id, i, c.text) for i, c in enumerate(chunks)]
+            doc.unwritten = len(chunks)
+            writer.add(doc, chunks)
+
+    with ThreadPoolExecutor(FETCH_THREADS) as fetchers:
+        for batch in _batched(_owned(source.list(), shard), LISTING_BATCH):
+            wanted: list[tuple[DocumentRef, str]] = []
+            for ref, doc_id in batch:
+                listed.add(doc_id)
+                report.documents.seen += 1
+                if ref.skip_reason:
+                    report.documents.skipped += 1
+                    report.skipped.append(DocumentIssue(source_uri=ref.uri, error=ref.skip_reason))
+                    if writer.progress:
+                        writer.progress("skipped", ref)
+                else:
+                    wanted.append((ref, doc_id))
+            fetched = list(fetchers.map(lambda item: _fetch(source, item[0]), wanted))
+            states = store.document_states([doc_id for _, doc_id in wanted])
+            for (ref, doc_id), (data, error) in zip(wanted, fetched, strict=True):
+                old = states.get(doc_id)
+                if data is None:
+                    writer.fail(_Pending(ref, doc_id, "", old, [], 0), error or "unreadable")
+                    continue
+                content_hash = sha256_hex(data)
+                if (
+                    old is not None
+                    and old.complete
+                    and old.content_hash == content_hash
+                    and old.fingerprint == fingerprint
+                ):
+                    report.documents.unchanged += 1
+                    if writer.progress:
+                        writer.progress("unchanged", ref)
+                    continue
+                doc = _Pending(ref, doc_id, content_hash, old, [], 0)
+                future = pool.submit(data, ref.name, ref.file_type or "", config)
+                in_flight.append((doc, future))
+                drain(max_in_flight)
+        drain(0)
+    writer.finish()
+
+
+def _fetch(source: DocumentSource, ref: DocumentRef) -> tuple[bytes | None, str | None]:
+    try:
+        return source.read(ref), None
+    except Exception as exc:  # one unreadable object must not stop the run
+        return None, f"could not read: {type(exc).__name__}: {exc}"
+
+
+def _owned(refs: Iterable[DocumentRef], shard: Shard | None) -> Iterator[tuple[DocumentRef, str]]:
+    for ref in refs:
+        doc_id = doc_id_for(ref.uri)
+        if shard is None or shard.owns(doc_id):
+            yield ref, doc_id
+
+
+def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def prune(store: ChunkStore, root_uri: str, listed: set[str], settings: Settings) -> int:
+    """Delete documents under ``root_uri`` that the complete listing no longer holds."""
+    if not listed:
+        raise PruneRefusedError(
+            f"refusing to prune: the listing of {root_uri} is empty (a wrong path or an "
+            "unreachable source would otherwise delete everything)"
+        )
+    known = 0
+    gone: list[DocumentState] = []
+    for state in store.iter_document_states(root_uri):
+        known += 1
+        if state.doc_id not in listed:
+            gone.append(state)
+    if known and len(gone) / known > settings.prune_max_fraction:
+        raise PruneRefusedError(
+            f"refusing to prune {len(gone)} of {known} documents under {root_uri}: more than "
+            f"{settings.prune_max_fraction:.0%} (LLMW_PRUNE_MAX_FRACTION)"
+        )
+    for state in gone:
+        store.delete_document(state)
+    return len(gone)
+
+
+def prune_source(params: IngestParams, settings: Settings | None = None) -> int:
+    """Prune as a step of its own, after sharded ingestion: list the source, then prune."""
+    settings = settings or get_settings()
+    source = open_source(params.source, settings)
+    listed = {doc_id_for(ref.uri) for ref in source.list()}
+    store = open_store(params, settings)
+    try:
+        if not store.exists():
+            return 0
+        store.ensure(store.dimension())
+        return prune(store, source.root_uri, listed, settings)
+    finally:
+        store.close()

@@ -1,0 +1,181 @@
+"""Partition one document with unstructured (``strategy="fast"``) and chunk it.
+
+Runs inside partition worker processes, so everything here is picklable and top-level.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from components.offline import configure_offline
+
+if TYPE_CHECKING:
+    from unstructured.documents.elements import Element
+
+
+class DocumentError(Exception):
+    """A document that cannot be ingested; the message says why, in words a user can act on."""
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    """How documents are cut into chunks; part of the pipeline fingerprint."""
+
+    strategy: Literal["by_title", "basic"] = "by_title"
+    max_characters: int = 1000
+    overlap: int = 100
+    languages: tuple[str, ...] = ("eng",)
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return {
+            "partition": "unstructured-fast",
+            "chunking": self.strategy,
+            "max_characters": self.max_characters,
+            "overlap": self.overlap,
+            "languages": list(self.languages),
+        }
+
+
+@dataclass
+class Chunk:
+    """A chunk's text and the metadata kept for it."""
+
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def partition_document(
+    data: bytes, name: str, file_type: str, config: ChunkingConfig
+) -> list[Chunk]:
+    """The chunks of one document; raises DocumentError when it can't be read."""
+    configure_offline()
+    elements = _partition(data, name, file_type, config)
+    return _chunk(elements, name, file_type, config)
+
+
+def _partition(data: bytes, name: str, file_type: str, config: ChunkingConfig) -> list[Element]:
+    if not data.strip():
+        return []
+    languages = list(config.languages)
+    try:
+        if file_type in ("md", "html", "txt"):
+            text = decode_text(data)
+            if file_type == "md":
+                from unstructured.partition.md import partition_md
+
+                return partition_md(text=text, metadata_filename=name, languages=languages)
+            if file_type == "html":
+                from unstructured.partition.html import partition_html
+
+                return partition_html(text=text, metadata_filename=name, languages=languages)
+            from unstructured.partition.text import partition_text
+
+            return partition_text(text=text, metadata_filename=name, languages=languages)
+        if file_type == "pdf":
+            _check_pdf(data)
+            from unstructured.partition.pdf import partition_pdf
+
+            elements = partition_pdf(
+                file=io.BytesIO(data), metadata_filename=name, strategy="fast", languages=languages
+            )
+            if not any(e.text.strip() for e in elements):
+                raise DocumentError(
+                    "PDF has no text layer (scanned?); the fast strategy found no text"
+                )
+            return elements
+        if file_type == "docx":
+            _check_zip(data, "DOCX")
+            from unstructured.partition.docx import partition_docx
+
+            return partition_docx(
+                file=io.BytesIO(data), metadata_filename=name, languages=languages
+            )
+    except DocumentError:
+        raise
+    except Exception as exc:  # unstructured and its parsers raise anything; keep the reason
+        raise DocumentError(
+            f"{file_type} partitioning failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    raise DocumentError(f"unsupported file type {file_type!r}")
+
+
+def decode_text(data: bytes) -> str:
+    """Text from bytes: UTF-8 (with or without BOM), else the detected encoding; binary refused."""
+    if b"\x00" in data[:8192]:
+        raise DocumentError("binary content (NUL bytes) in a text document")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None or best.encoding is None:
+        raise DocumentError("undecodable bytes: not UTF-8 and no other text encoding fits")
+    text = str(best)
+    if sum(not (c.isprintable() or c.isspace()) for c in text) > len(text) * 0.05:
+        raise DocumentError(f"binary content: bytes decode as {best.encoding} but not to text")
+    return text
+
+
+def _check_pdf(data: bytes) -> None:
+    if not data.lstrip()[:5] == b"%PDF-":
+        raise DocumentError("corrupt PDF: no %PDF- header")
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        pages = len(PdfReader(io.BytesIO(data)).pages)
+    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
+        raise DocumentError(f"corrupt PDF: {exc}") from exc
+    if pages == 0:
+        raise DocumentError("corrupt PDF: no pages")
+
+
+def _check_zip(data: bytes, kind: str) -> None:
+    import zipfile
+
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise DocumentError(f"corrupt {kind}: not a zip container")
+
+
+def _chunk(
+    elements: list[Element], name: str, file_type: str, config: ChunkingConfig
+) -> list[Chunk]:
+    if not elements:
+        return []
+    from unstructured.documents.elements import Title
+
+    kwargs: dict[str, Any] = {"max_characters": config.max_characters, "overlap": config.overlap}
+    if config.strategy == "by_title":
+        from unstructured.chunking.title import chunk_by_title
+
+        chunked = chunk_by_title(elements, **kwargs)
+    else:
+        from unstructured.chunking.basic import chunk_elements
+
+        chunked = chunk_elements(elements, **kwargs)
+
+    chunks: list[Chunk] = []
+    section: str | None = None
+    for element in chunked:
+        # orig_elements is a large serialized blob; read what we keep, then drop it.
+        originals = getattr(element.metadata, "orig_elements", None) or []
+        titles = [o.text.strip() for o in originals if isinstance(o, Title) and o.text.strip()]
+        starts_with_title = bool(originals) and isinstance(originals[0], Title)
+        chunk_section = titles[0] if starts_with_title else section
+        if titles:
+            section = titles[-1]
+        page = next((o.metadata.page_number for o in originals if o.metadata.page_number), None)
+        text = element.text.strip()
+        if not text:
+            continue
+        metadata: dict[str, Any] = {"file_type": file_type, "filename": name}
+        if chunk_section:
+            metadata["section"] = chunk_section
+        if page is not None:
+            metadata["page_number"] = page
+        chunks.append(Chunk(text=text, metadata=metadata))
+    return chunks

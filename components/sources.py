@@ -1,0 +1,190 @@
+"""Document sources: a folder, a single file, or an ``s3://bucket/prefix`` read through minio."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from components.settings import Settings
+
+# Extension -> the file type recorded in chunk metadata. Everything else is skipped.
+SUPPORTED_TYPES: dict[str, str] = {
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".txt": "txt",
+    ".pdf": "pdf",
+    ".docx": "docx",
+}
+
+
+@dataclass(frozen=True)
+class DocumentRef:
+    """One listed document: where it lives and what the listing knows about it."""
+
+    uri: str  # canonical source URI; doc_id derives from it
+    name: str  # path relative to the source root, used for type detection and display
+    size: int
+    skip_reason: str | None = None  # set when the document is listed but won't be ingested
+
+    @property
+    def file_type(self) -> str | None:
+        return SUPPORTED_TYPES.get(PurePosixPath(self.name).suffix.lower())
+
+
+class DocumentSource(Protocol):
+    """A listable, readable set of documents."""
+
+    @property
+    def root_uri(self) -> str:
+        """The URI every listed document's URI starts with; prune never looks outside it."""
+        ...
+
+    def list(self) -> Iterator[DocumentRef]:
+        """Every document, in a stable order, streamed (never the whole listing in memory)."""
+        ...
+
+    def read(self, ref: DocumentRef) -> bytes:
+        """The document's bytes."""
+        ...
+
+
+@dataclass(frozen=True)
+class SourceFilter:
+    """Include/exclude globs (matched against the path relative to the root) and a size cap."""
+
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    max_file_size_bytes: int = 50 * 1024 * 1024
+
+    def selects(self, name: str) -> bool:
+        if self.include and not any(fnmatch.fnmatch(name, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatch(name, p) for p in self.exclude)
+
+    def ref(self, uri: str, name: str, size: int) -> DocumentRef:
+        """A ref, with the reason it will be skipped when it will be."""
+        reason = None
+        suffix = PurePosixPath(name).suffix.lower()
+        if suffix not in SUPPORTED_TYPES:
+            reason = f"unsupported file type {suffix or '(no extension)'}"
+        elif size > self.max_file_size_bytes:
+            reason = f"{size} bytes is over the {self.max_file_size_bytes}-byte limit"
+        return DocumentRef(uri=uri, name=name, size=size, skip_reason=reason)
+
+
+class LocalSource:
+    """A folder (recursive, hidden entries ignored) or a single file."""
+
+    def __init__(self, path: Path, source_filter: SourceFilter) -> None:
+        self.path = path.resolve()
+        if not self.path.exists():
+            raise FileNotFoundError(f"source {path} does not exist")
+        self.filter = source_filter
+
+    @property
+    def root_uri(self) -> str:
+        uri = self.path.as_uri()
+        return uri if self.path.is_file() else uri.rstrip("/") + "/"
+
+    def list(self) -> Iterator[DocumentRef]:
+        if self.path.is_file():
+            yield self.filter.ref(self.path.as_uri(), self.path.name, self.path.stat().st_size)
+            return
+        for dirpath, dirnames, filenames in os.walk(self.path):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in sorted(filenames):
+                if filename.startswith("."):
+                    continue
+                file_path = Path(dirpath, filename)
+                name = file_path.relative_to(self.path).as_posix()
+                if not self.filter.selects(name) or not file_path.is_file():
+                    continue
+                yield self.filter.ref(file_path.as_uri(), name, file_path.stat().st_size)
+
+    def read(self, ref: DocumentRef) -> bytes:
+        return _local_path(ref.uri).read_bytes()
+
+
+def _local_path(uri: str) -> Path:
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(uri).path))
+
+
+class S3Source:
+    """Objects under ``s3://bucket/prefix``, listed and read with the minio client."""
+
+    def __init__(self, bucket: str, prefix: str, client: object, source_filter: SourceFilter):
+        from minio import Minio
+
+        if not isinstance(client, Minio):
+            raise TypeError("S3Source needs a minio.Minio client")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.client = client
+        self.filter = source_filter
+        if not client.bucket_exists(bucket):
+            raise FileNotFoundError(f"bucket {bucket!r} does not exist at {client._base_url.host}")
+
+    @property
+    def root_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def list(self) -> Iterator[DocumentRef]:
+        # minio pages through ListObjectsV2 lazily, so a large prefix streams.
+        for obj in self.client.list_objects(self.bucket, prefix=self.prefix, recursive=True):
+            key = obj.object_name or ""
+            if obj.is_dir or key.endswith("/"):
+                continue
+            name = key[len(self.prefix) :].lstrip("/") if self.prefix else key
+            if any(part.startswith(".") for part in PurePosixPath(name).parts):
+                continue
+            if not self.filter.selects(name):
+                continue
+            yield self.filter.ref(f"s3://{self.bucket}/{key}", name, obj.size or 0)
+
+    def read(self, ref: DocumentRef) -> bytes:
+        key = ref.uri[len(f"s3://{self.bucket}/") :]
+        response = self.client.get_object(self.bucket, key)
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (bucket, prefix)."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, prefix
+
+
+def open_source(
+    source: str, settings: Settings, source_filter: SourceFilter | None = None
+) -> DocumentSource:
+    """The source a SOURCE argument names: ``s3://bucket/prefix``, a folder or a file."""
+    source_filter = source_filter or SourceFilter(
+        include=settings.include,
+        exclude=settings.exclude,
+        max_file_size_bytes=settings.max_file_size_bytes,
+    )
+    if source.startswith("s3://"):
+        from components.s3 import minio_client
+
+        bucket, prefix = parse_s3_uri(source)
+        return S3Source(bucket, prefix, minio_client(settings), source_filter)
+    if "://" in source and not source.startswith("file://"):
+        raise ValueError(f"unsupported source {source!r}: use a path or s3://bucket/prefix")
+    path = _local_path(source) if source.startswith("file://") else Path(source)
+    return LocalSource(path, source_filter)

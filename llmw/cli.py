@@ -1,0 +1,25 @@
+"""The ``llmw`` command: one typer app; each room's commands live in their own module.
+
+Imports stay light here (no torch, unstructured or pymilvus) so ``llmw --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from llmw import ingest_commands
+
+app = typer.Typer(
+    name="llmw",
+    help="llm-workflows: document ingestion into Milvus, batch inference and model rollout, "
+    "on Kubeflow Pipelines and Argo Workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("ingest")(ingest_commands.ingest)
+app.command("search")(ingest_commands.search)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

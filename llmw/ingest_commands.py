@@ -1,0 +1,199 @@
+"""`llmw ingest` and `llmw search`: thin wrappers over components.ingest and .search."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from components.ingest_models import IngestReport
+    from components.milvus_store import SearchHit
+
+EXIT_DOCUMENTS_FAILED = 3
+EXIT_PRUNE_REFUSED = 4
+
+CollectionOption = Annotated[
+    str | None, typer.Option("--collection", help="Milvus collection [default: documents]")
+]
+MilvusUriOption = Annotated[
+    str | None,
+    typer.Option("--milvus-uri", help="Milvus Lite file or server URL [default: LLMW_MILVUS_URI]"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def ingest(
+    source: Annotated[str, typer.Argument(help="A folder, a file, or s3://bucket/prefix.")],
+    collection: CollectionOption = None,
+    milvus_uri: MilvusUriOption = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete documents that are gone from the source.")
+    ] = False,
+    include: Annotated[
+        list[str] | None, typer.Option("--include", help="Glob of paths to take (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Glob of paths to leave (repeatable).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest documents (md, html, txt, pdf, docx) into Milvus, incrementally.
+
+    Exit codes: 0 done; 3 some documents failed (the others are in); 4 prune refused; 2 bad
+    input or configuration.
+    """
+    from pydantic import ValidationError
+
+    from components.ingest import ingest as run_ingest
+    from components.ingest_models import IngestParams
+    from components.milvus_store import SchemaMismatchError
+    from components.settings import get_settings
+
+    settings = get_settings()
+    updates = {k: v for k, v in {"include": include, "exclude": exclude}.items() if v}
+    if updates:
+        settings = settings.model_copy(update=updates)
+    try:
+        params = IngestParams(
+            source=source,
+            collection=collection or settings.collection,
+            milvus_uri=milvus_uri,
+            prune=prune,
+        )
+    except ValidationError as exc:
+        raise _fail(_validation_message(exc)) from None
+    try:
+        with _Progress(enabled=sys.stderr.isatty()) as progress:
+            report = run_ingest(params, settings, progress=progress.update)
+    except (FileNotFoundError, ValueError, SchemaMismatchError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_cli_json()))
+    else:
+        _print_report(report)
+    if report.prune_error:
+        raise _fail(report.prune_error, EXIT_PRUNE_REFUSED)
+    if report.documents.failed:
+        raise typer.Exit(EXIT_DOCUMENTS_FAILED)
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    collection: CollectionOption = None,
+    milvus_uri: MilvusUriOption = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=1000, help="Hits to return.")] = 5,
+    hybrid: Annotated[
+        bool, typer.Option("--hybrid", help="Fuse dense and BM25 keyword search (RRF).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the ingested chunks."""
+    from components.milvus_store import SchemaMismatchError
+    from components.search import search as run_search
+
+    try:
+        hits = run_search(
+            query, collection=collection, milvus_uri=milvus_uri, top_k=top_k, hybrid=hybrid
+        )
+    except (ValueError, SchemaMismatchError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps([_hit_json(hit) for hit in hits]))
+    else:
+        _print_hits(query, hits)
+
+
+def _hit_json(hit: SearchHit) -> dict[str, object]:
+    return {
+        "score": hit.score,
+        "text": hit.text,
+        "source_uri": hit.source_uri,
+        "doc_id": hit.doc_id,
+        "chunk_index": hit.chunk_index,
+    }
+
+
+def _validation_message(exc: ValidationError) -> str:
+    errors = exc.errors()
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(exc)
+
+
+class _Progress:
+    """A rich progress line on a terminal (documents by outcome); nothing elsewhere."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.counts: dict[str, int] = {}
+        self._progress: object = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+            progress.start()
+            self._task = progress.add_task("listing")
+            self._progress = progress
+        return self
+
+    def update(self, outcome: str, ref: object) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if self._progress is not None:
+            summary = " · ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+            self._progress.update(self._task, description=summary)  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()  # type: ignore[attr-defined]
+
+
+def _print_report(report: IngestReport) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="Ingestion summary", show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, count in report.documents.model_dump().items():
+        table.add_row(f"documents {name}", str(count))
+    table.add_row("chunks written", str(report.chunks))
+    table.add_row("seconds", f"{report.seconds:.1f}")
+    table.add_row("chunks/s", f"{report.chunks_per_second:.1f}")
+    console.print(table)
+    for issue in report.failures:
+        console.print(f"[red]failed[/red] {escape(issue.source_uri)}: {escape(issue.error)}")
+    for issue in report.skipped:
+        console.print(f"[yellow]skipped[/yellow] {escape(issue.source_uri)}: {escape(issue.error)}")
+
+
+def _print_hits(query: str, hits: list[SearchHit]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Search: {query}", show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("source")
+    table.add_column("text")
+    for rank, hit in enumerate(hits, 1):
+        text = hit.text if len(hit.text) <= 300 else hit.text[:297] + "..."
+        source = hit.source_uri.rsplit("/", 1)[-1]
+        table.add_row(str(rank), f"{hit.score:.3f}", source, text)
+    Console().print(table)

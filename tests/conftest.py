@@ -1,0 +1,92 @@
+"""Shared fixtures: real services bound to 127.0.0.1, settings on temporary paths, the model."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.offline import configure_offline
+
+configure_offline()
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_DOCS = REPO / "examples" / "docs"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Any:
+    """The packaged all-MiniLM-L6-v2, loaded once for the whole session."""
+    from components.embedders import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu", batch_size=32)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Any:
+    """Settings on a temporary Milvus Lite file; partitioning inline unless asked otherwise."""
+    from components.settings import Settings
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "milvus_uri": str(tmp_path / "milvus.db"),
+            "partition_workers": 0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """moto's S3 server on 127.0.0.1, used through the minio client as MinIO would be."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield {
+            "endpoint": f"127.0.0.1:{port}",
+            "access_key": "testing-access",
+            "secret_key": "testing-secret",
+            "region": "us-east-1",
+        }
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_settings(s3_server: dict[str, str], make_settings: Any) -> Any:
+    return make_settings(
+        s3_endpoint=s3_server["endpoint"],
+        s3_access_key=s3_server["access_key"],
+        s3_secret_key=s3_server["secret_key"],
+        s3_region=s3_server["region"],
+        s3_secure=False,
+    )
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse every connection that leaves 127.0.0.1, so a download attempt fails the test."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise OSError(f"test forbids network access to {address!r}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
