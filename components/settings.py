@@ -76,6 +76,26 @@ class Settings(BaseSettings):
     # The cluster's GPU inventory; None means the one shipped in components/data.
     cluster_inventory: Path | None = None
 
+    # Engines. Kubeflow Pipelines: the API endpoint (ml-pipeline) and the UI links are built from.
+    kfp_host: str = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+    kfp_token: SecretStr | None = None
+    kfp_namespace: str = "kubeflow"
+    kfp_ui_url: str = "https://kubeflow.lab.daviestechlabs.io"
+    # Argo Workflows: the Argo Server and its UI.
+    argo_host: str = "https://argo-server.argo.svc.cluster.local:2746"
+    argo_token: SecretStr | None = None
+    argo_namespace: str = "ai-ml"
+    argo_ui_url: str = "https://argo.lab.daviestechlabs.io"
+    argo_verify_tls: bool = True
+    # What the compiled pipelines run: the component image, and the Kubernetes Secrets holding
+    # credentials (never literal values in compiled YAML). Secret keys follow the env names.
+    component_image: str = "ghcr.io/daviestechlabs/llm-workflows:0.1.0"
+    s3_credentials_secret: str = "llmw-minio-credentials"
+    milvus_credentials_secret: str = "llmw-milvus-credentials"
+    cluster_milvus_uri: str = "http://milvus.ai-ml.svc.cluster.local:19530"
+    # Where the pinned upstream schemas live (validation of what `llmw compile` renders).
+    schemas_dir: Path = Path("../shared/schemas")
+
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_max(cls, value: int, info: object) -> int:

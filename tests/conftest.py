@@ -90,3 +90,40 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite tests/golden/ files from what the code renders now",
+    )
+
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Any:
+    """Compare text with tests/golden/<name>; `pytest --update-goldens` rewrites the file."""
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN_DIR / name
+        if request.config.getoption("--update-goldens"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        assert path.exists(), f"no golden file {path}; run pytest --update-goldens"
+        assert text == path.read_text(), f"{name} differs from its golden file"
+
+    return check
+
+
+SCHEMAS_DIR = REPO.parent / "shared" / "schemas"
+
+
+@pytest.fixture(scope="session")
+def schemas_dir() -> Path:
+    """The pinned upstream schemas; tests needing them skip, saying why, where they're absent."""
+    if not SCHEMAS_DIR.is_dir():
+        pytest.skip(f"pinned schemas not found at {SCHEMAS_DIR} (a clone outside this setup)")
+    return SCHEMAS_DIR
