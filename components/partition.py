@@ -115,9 +115,24 @@ def decode_text(data: bytes) -> str:
     if best is None or best.encoding is None:
         raise DocumentError("undecodable bytes: not UTF-8 and no other text encoding fits")
     text = str(best)
+    if _is_single_byte(best.encoding):
+        # Short single-byte text is ambiguous between code pages; detectors often pick a
+        # Central European one for French or German. Windows-1252 is the likelier author.
+        try:
+            text = data.decode("cp1252")
+        except UnicodeDecodeError:
+            pass
     if sum(not (c.isprintable() or c.isspace()) for c in text) > len(text) * 0.05:
         raise DocumentError(f"binary content: bytes decode as {best.encoding} but not to text")
     return text
+
+
+def _is_single_byte(encoding: str) -> bool:
+    name = encoding.lower().replace("-", "_")
+    return name.startswith(("cp125", "windows_125", "iso8859", "latin", "mac_")) or name in (
+        "cp437",
+        "cp850",
+    )
 
 
 def _check_pdf(data: bytes) -> None:

@@ -15,12 +15,22 @@ from tests.conftest import REPO
 from tests.documents import topic, write_document
 from tests.milvus_rows import read_manifest, read_rows
 
-# Flushes after every row (tiny write batches), printing each finished document.
+# Flushes after every row (tiny write batches), printing each row written and each finished
+# document, so the test can kill it in the middle of a document.
 RUNNER = """
 import sys
 from components.ingest import ingest
 from components.ingest_models import IngestParams
+from components.milvus_store import ChunkStore
 from components.settings import Settings
+
+upsert = ChunkStore.upsert_chunks
+
+def upsert_and_tell(self, rows):
+    upsert(self, rows)
+    print("row", flush=True)
+
+ChunkStore.upsert_chunks = upsert_and_tell
 
 if __name__ == "__main__":
     settings = Settings(milvus_uri=sys.argv[2], partition_workers=0, milvus_write_batch_bytes=1,
@@ -30,8 +40,9 @@ if __name__ == "__main__":
 """
 
 
-def kill_after(source: Path, milvus_uri: str, finished_documents: int) -> None:
-    """Run ingestion in its own process group and SIGKILL all of it mid-way."""
+def kill_after(source: Path, milvus_uri: str, finished_documents: int, rows: int) -> None:
+    """Run ingestion in its own process group; SIGKILL all of it once ``finished_documents``
+    are done and ``rows`` more rows are written."""
     process = subprocess.Popen(
         [sys.executable, "-c", RUNNER, str(source), milvus_uri],
         cwd=REPO,
@@ -40,10 +51,11 @@ def kill_after(source: Path, milvus_uri: str, finished_documents: int) -> None:
         start_new_session=True,  # so the kill takes Milvus Lite's server process too
     )
     assert process.stdout is not None
-    done = 0
+    done = written = 0
     for line in process.stdout:
         done += line.startswith("new ")
-        if done == finished_documents:
+        written += done >= finished_documents and line.startswith("row")
+        if written == rows:
             os.killpg(process.pid, signal.SIGKILL)
             break
     process.wait(timeout=60)
@@ -58,7 +70,7 @@ def test_killed_then_rerun_equals_a_clean_run(
         write_document(docs / f"doc{i}{suffix}", f"Doc {i}", topic(f"service{i}", words=200))
     settings = make_settings(chunk_max_characters=200, chunk_overlap=0)
 
-    kill_after(docs, settings.milvus_uri, finished_documents=3)
+    kill_after(docs, settings.milvus_uri, finished_documents=3, rows=2)
     partial = read_manifest(settings.milvus_uri)
     assert any(m["pending_keys"] for m in partial), "the kill should land inside a document"
 
