@@ -33,6 +33,9 @@ from components.sources import DocumentRef, DocumentSource, open_source
 ProgressCallback = Callable[[str, DocumentRef], None]
 
 LISTING_BATCH = 32
+# Chunks handed to the embedder at once, in batches of its batch size. sentence-transformers
+# sorts each call's texts by length, so a larger group pads less; memory stays bounded.
+EMBED_GROUP_BATCHES = 8
 FETCH_THREADS = 8
 ROW_OVERHEAD_BYTES = 512
 
@@ -97,8 +100,9 @@ class _Writer:
         self.to_embed.extend((doc, i, c) for i, c in enumerate(chunks))
         if not chunks:
             self.flush_rows()
-        while len(self.to_embed) >= self.embedder.batch_size:
-            self.embed(self.embedder.batch_size)
+        group = self.embedder.batch_size * EMBED_GROUP_BATCHES
+        while len(self.to_embed) >= group:
+            self.embed(group)
 
     def embed(self, count: int | None = None) -> None:
         batch = self.to_embed[: count or len(self.to_embed)]

@@ -5,6 +5,7 @@ Runs inside partition worker processes, so everything here is picklable and top-
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -118,10 +119,8 @@ def decode_text(data: bytes) -> str:
     if _is_single_byte(best.encoding):
         # Short single-byte text is ambiguous between code pages; detectors often pick a
         # Central European one for French or German. Windows-1252 is the likelier author.
-        try:
+        with contextlib.suppress(UnicodeDecodeError):
             text = data.decode("cp1252")
-        except UnicodeDecodeError:
-            pass
     if sum(not (c.isprintable() or c.isspace()) for c in text) > len(text) * 0.05:
         raise DocumentError(f"binary content: bytes decode as {best.encoding} but not to text")
     return text

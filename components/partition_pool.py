@@ -7,12 +7,19 @@ process. pebble's pool can kill a worker whose task overruns, which a stdlib poo
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from components.partition import Chunk, ChunkingConfig, DocumentError, partition_document
+
+
+def _lower_priority() -> None:
+    """Partition workers yield the CPU to embedding, whose threads synchronize per operation:
+    one descheduled torch thread stalls all of them, a descheduled partition worker stalls none."""
+    os.nice(5)
 
 
 class PartitionPool:
@@ -27,7 +34,9 @@ class PartitionPool:
 
             # spawn, not fork: the parent holds torch's threads and a Milvus connection.
             self._pool = ProcessPool(
-                max_workers=workers, context=multiprocessing.get_context("spawn")
+                max_workers=workers,
+                context=multiprocessing.get_context("spawn"),
+                initializer=_lower_priority,
             )
 
     def submit(
