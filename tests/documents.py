@@ -2,58 +2,11 @@
 
 from __future__ import annotations
 
-import html
-from datetime import UTC, datetime
 from pathlib import Path
 
-Sections = list[tuple[str, str]]  # (heading, paragraph)
+from bench.writers import Sections, write_document
 
-
-def write_document(path: Path, title: str, sections: Sections) -> Path:
-    """Write a document whose type follows ``path``'s suffix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix
-    if suffix == ".md":
-        body = "\n\n".join(f"## {h}\n\n{p}" for h, p in sections)
-        path.write_text(f"# {title}\n\n{body}\n")
-    elif suffix == ".html":
-        body = "".join(f"<h2>{html.escape(h)}</h2><p>{html.escape(p)}</p>" for h, p in sections)
-        path.write_text(f"<html><body><h1>{html.escape(title)}</h1>{body}</body></html>")
-    elif suffix == ".txt":
-        body = "\n\n".join(p for _, p in sections)
-        path.write_text(f"{title}\n\n{body}\n")
-    elif suffix == ".pdf":
-        _write_pdf(path, title, sections)
-    elif suffix == ".docx":
-        import docx
-
-        document = docx.Document()
-        document.add_heading(title, 1)
-        for heading, paragraph in sections:
-            document.add_heading(heading, 2)
-            document.add_paragraph(paragraph)
-        document.save(str(path))
-    else:
-        raise ValueError(f"no writer for {suffix}")
-    return path
-
-
-def _write_pdf(path: Path, title: str, sections: Sections) -> None:
-    """One page per section, so page numbers are exercised."""
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_creation_date(datetime(2026, 1, 1, tzinfo=UTC))
-    for index, (heading, paragraph) in enumerate(sections):
-        pdf.add_page()
-        if index == 0:
-            pdf.set_font("Helvetica", "B", 18)
-            pdf.multi_cell(0, 10, text=title, new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", "B", 14)
-        pdf.multi_cell(0, 8, text=heading, new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", size=11)
-        pdf.multi_cell(0, 6, text=paragraph, new_x="LMARGIN", new_y="NEXT")
-    pdf.output(str(path))
+__all__ = ["Sections", "topic", "write_broken", "write_document"]
 
 
 def topic(name: str, words: int = 60) -> Sections:

@@ -34,7 +34,7 @@ def test_yaml_file_is_layered_under_the_environment(
 
 def test_a_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMW_CONFIG_FILE", "/nonexistent/llmw.yaml")
-    with pytest.raises(FileNotFoundError, match="/nonexistent/llmw.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"/nonexistent/llmw\.yaml"):
         Settings()
 
 

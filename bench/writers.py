@@ -1,0 +1,96 @@
+"""Writers for test, sample and benchmark documents of each supported type.
+
+Deterministic: the same title and sections give the same bytes (fixed PDF/DOCX dates).
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from pathlib import Path
+
+Sections = list[tuple[str, str]]  # (heading, text; paragraphs separated by blank lines)
+FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [p.strip() for p in text.split("\n\n") if p.strip()]
+
+
+def write_md(path: Path, title: str, sections: Sections) -> None:
+    body = "\n\n".join(f"## {h}\n\n" + "\n\n".join(_paragraphs(t)) for h, t in sections)
+    path.write_text(f"# {title}\n\n{body}\n", encoding="utf-8")
+
+
+def write_html(path: Path, title: str, sections: Sections) -> None:
+    body = "".join(
+        f"<h2>{html.escape(h)}</h2>" + "".join(f"<p>{html.escape(p)}</p>" for p in _paragraphs(t))
+        for h, t in sections
+    )
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title></head><body><h1>{html.escape(title)}</h1>{body}</body></html>\n"
+    )
+    path.write_text(page, encoding="utf-8")
+
+
+def write_txt(path: Path, title: str, sections: Sections) -> None:
+    body = "\n\n".join("\n\n".join(_paragraphs(t)) for _, t in sections)
+    path.write_text(f"{title}\n\n{body}\n", encoding="utf-8")
+
+
+def write_pdf(path: Path, title: str, sections: Sections) -> None:
+    """A text PDF with one page per section (core fonts: text is reduced to Latin-1)."""
+    from fpdf import FPDF
+
+    def latin1(text: str) -> str:
+        return text.encode("latin-1", "replace").decode("latin-1")
+
+    pdf = FPDF()
+    pdf.set_creation_date(FIXED_DATE)
+    for index, (heading, text) in enumerate(sections):
+        pdf.add_page()
+        if index == 0:
+            pdf.set_font("Helvetica", "B", 18)
+            pdf.multi_cell(0, 10, text=latin1(title), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "B", 14)
+        pdf.multi_cell(0, 8, text=latin1(heading), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", size=11)
+        for paragraph in _paragraphs(text):
+            pdf.multi_cell(0, 6, text=latin1(paragraph), new_x="LMARGIN", new_y="NEXT")
+            pdf.ln(3)
+    pdf.output(str(path))
+
+
+def write_docx(path: Path, title: str, sections: Sections) -> None:
+    import docx
+
+    document = docx.Document()
+    document.core_properties.created = FIXED_DATE
+    document.core_properties.modified = FIXED_DATE
+    document.add_heading(title, 1)
+    for heading, text in sections:
+        document.add_heading(heading, 2)
+        for paragraph in _paragraphs(text):
+            document.add_paragraph(paragraph)
+    document.save(str(path))
+
+
+WRITERS = {
+    ".md": write_md,
+    ".html": write_html,
+    ".txt": write_txt,
+    ".pdf": write_pdf,
+    ".docx": write_docx,
+}
+
+
+def write_document(path: Path, title: str, sections: Sections) -> Path:
+    """Write a document whose type follows ``path``'s suffix."""
+    try:
+        writer = WRITERS[path.suffix]
+    except KeyError:
+        raise ValueError(f"no writer for {path.suffix}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer(path, title, sections)
+    return path
