@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     embedding_timeout_s: float = Field(60.0, gt=0)
     embedding_max_retries: int = Field(5, ge=0)
 
+    # Batch inference against an OpenAI-compatible server (the cluster's /llm route, or vLLM's).
+    llm_url: str = "http://ai-inference-serve-svc.ai-ml.svc.cluster.local:8000/llm"
+    llm_api_key: SecretStr | None = None
+
     # Partitioning and chunking.
     chunking_strategy: Literal["by_title", "basic"] = "by_title"
     chunk_max_characters: int = Field(1000, ge=50, le=16000)

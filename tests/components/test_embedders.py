@@ -13,7 +13,7 @@ from components.ingest import ingest
 from components.ingest_models import IngestParams
 from tests.documents import topic, write_document
 from tests.milvus_rows import read_rows
-from tests.openai_embeddings_server import EmbeddingsServer, fake_vector
+from tests.openai_server import EmbeddingsServer, fake_vector
 
 
 def norm(vector: list[float]) -> float:

@@ -1,7 +1,8 @@
-"""A local stand-in for an OpenAI-compatible ``/v1/embeddings`` server (contract tests).
+"""A local stand-in for an OpenAI-compatible server (contract tests): ``/v1/embeddings``,
+``/v1/chat/completions`` and ``/v1/completions``.
 
-It checks each request the way the OpenAI embeddings API does, answers with deterministic
-vectors, and can inject failures (429 with Retry-After, 500) and delays.
+It checks each request the way the OpenAI API does, answers deterministically, and can inject
+failures (429 with Retry-After, 500) and delays.
 """
 
 from __future__ import annotations
@@ -15,6 +16,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_INPUTS = 2048
+MAX_PROMPT_CHARS = 2000  # the served model's context, in characters for simplicity
+CHAT_FIELDS = {
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "seed",
+    "user",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+}
+COMPLETION_FIELDS = (CHAT_FIELDS - {"messages", "max_completion_tokens"}) | {"prompt"}
+ROLES = {"system", "user", "assistant", "tool", "developer"}
 
 
 def fake_vector(text: str, dimension: int) -> list[float]:
@@ -24,7 +43,7 @@ def fake_vector(text: str, dimension: int) -> list[float]:
 
 
 @dataclass
-class EmbeddingsServer:
+class OpenAIServer:
     dimension: int = 16
     api_key: str | None = None
     failures: list[int] = field(default_factory=list)  # status codes to answer first, in order
@@ -45,7 +64,7 @@ class EmbeddingsServer:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}/v1"
 
-    def __enter__(self) -> EmbeddingsServer:
+    def __enter__(self) -> OpenAIServer:
         self._thread.start()
         return self
 
@@ -59,7 +78,7 @@ class EmbeddingsServer:
         return 400, {"error": {"message": message, "type": "invalid_request_error"}}
 
     def answer(self, path: str, headers: Any, raw: bytes) -> tuple[int, dict[str, Any]]:
-        if path != "/v1/embeddings":
+        if path not in ("/v1/embeddings", "/v1/chat/completions", "/v1/completions"):
             return self._violation(f"unknown path {path}")
         if self.api_key and headers.get("Authorization") != f"Bearer {self.api_key}":
             return 401, {"error": {"message": "invalid api key", "type": "auth_error"}}
@@ -71,6 +90,8 @@ class EmbeddingsServer:
             return self._violation("body is not JSON")
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             return self._violation("'model' (string) is required")
+        if path != "/v1/embeddings":
+            return self._generate(path, body)
         unknown = set(body) - {"model", "input", "encoding_format", "dimensions", "user"}
         if unknown:
             return self._violation(f"unknown fields {sorted(unknown)}")
@@ -98,6 +119,68 @@ class EmbeddingsServer:
             "data": data,
             "model": body["model"],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    def _generate(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        chat = path == "/v1/chat/completions"
+        unknown = set(body) - (CHAT_FIELDS if chat else COMPLETION_FIELDS)
+        if unknown:
+            return self._violation(f"unknown fields {sorted(unknown)}")
+        if chat:
+            messages = body.get("messages")
+            if (
+                not isinstance(messages, list)
+                or not messages
+                or not all(
+                    isinstance(m, dict)
+                    and m.get("role") in ROLES
+                    and isinstance(m.get("content"), str)
+                    for m in messages
+                )
+            ):
+                return self._violation("'messages' must be a list of {role, content}")
+            prompt = "".join(m["content"] for m in messages)
+        else:
+            prompt = body.get("prompt")
+            if not isinstance(prompt, str):
+                return self._violation("'prompt' must be a string")
+        max_tokens = body.get("max_tokens", 16)
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            return self._violation("'max_tokens' must be a positive integer")
+        temperature = body.get("temperature", 1)
+        if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+            return self._violation("'temperature' must be between 0 and 2")
+        with self._lock:
+            self.requests.append(body)
+            status = self.failures.pop(0) if self.failures else 200
+        if status != 200:
+            return status, {"error": {"message": f"injected {status}", "type": "server_error"}}
+        if len(prompt) > MAX_PROMPT_CHARS:
+            return 400, {
+                "error": {
+                    "message": "maximum context length exceeded",
+                    "type": "invalid_request_error",
+                    "code": "context_length_exceeded",
+                }
+            }
+        text = f"echo:{prompt[-20:]}"
+        usage = {
+            "prompt_tokens": len(prompt.split()),
+            "completion_tokens": 3,
+            "total_tokens": len(prompt.split()) + 3,
+        }
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return 200, {
+            "id": "cmpl-test",
+            "object": "chat.completion" if chat else "text_completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [choice],
+            "usage": usage,
         }
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -129,3 +212,6 @@ class EmbeddingsServer:
                 return None
 
         return Handler
+
+
+EmbeddingsServer = OpenAIServer

@@ -1,0 +1,190 @@
+"""Batch inference: input rows -> shard -> skip what's written -> engine -> append results.
+
+A rerun with the same output skips every id already written, so a run killed at any point and
+rerun ends with every id exactly once. Results are matched by ``custom_id``, never by order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from components.batch_io import InputItem, ResultWriter, error_result, read_items
+from components.batch_models import BatchParams, BatchReport, BatchResult, BatchRow
+from components.ids import stable_shard
+from components.inference_engines import InferenceEngine
+from components.settings import Settings, get_settings
+
+ProgressCallback = Callable[[BatchReport], None]
+CHECKPOINT_ROWS = 500
+CHECKPOINT_S = 30.0
+WRITE_EVERY = 16
+
+
+def make_engine(params: BatchParams, settings: Settings) -> InferenceEngine:
+    if params.engine == "openai":
+        from components.inference_engines import OpenAIEngine
+
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return OpenAIEngine(settings.llm_url, api_key=key, concurrency=params.concurrency)
+    if params.engine == "vllm":
+        from components.inference_engines import VLLMEngine
+
+        return VLLMEngine(params.model)
+    from components.inference_engines import TransformersEngine
+
+    return TransformersEngine(params.model, batch_size=params.batch_size)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, count = (int(x) for x in text.split("/"))
+    if not 0 <= index < count:
+        raise ValueError(f"shard {text!r}: need 0 <= I < N")
+    return index, count
+
+
+@contextlib.contextmanager
+def _local_input(uri: str, settings: Settings) -> Iterator[Path]:
+    if not uri.startswith("s3://"):
+        path = Path(uri)
+        if not path.is_file():
+            raise FileNotFoundError(f"input {uri} does not exist")
+        yield path
+        return
+    from components.s3 import minio_client
+    from components.sources import parse_s3_uri
+
+    bucket, key = parse_s3_uri(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / Path(key).name
+        minio_client(settings).fget_object(bucket, key, str(local))
+        yield local
+
+
+class _Output:
+    """The output file: local, or a local working copy of an S3 object uploaded at checkpoints."""
+
+    def __init__(self, uri: str, settings: Settings, work_dir: Path) -> None:
+        self.uri = uri
+        self.client: Any = None
+        if uri.startswith("s3://"):
+            from minio.error import S3Error
+
+            from components.s3 import minio_client
+            from components.sources import parse_s3_uri
+
+            self.client = minio_client(settings)
+            self.bucket, self.key = parse_s3_uri(uri)
+            self.path = work_dir / "output.jsonl"
+            try:  # resume from what an earlier run uploaded
+                self.client.fget_object(self.bucket, self.key, str(self.path))
+            except S3Error as exc:
+                if exc.code != "NoSuchKey":
+                    raise
+        else:
+            self.path = Path(uri)
+
+    def checkpoint(self) -> None:
+        if self.client is not None and self.path.exists():
+            self.client.fput_object(self.bucket, self.key, str(self.path))
+
+
+def run_batch(
+    params: BatchParams,
+    settings: Settings | None = None,
+    *,
+    engine: InferenceEngine | None = None,
+    progress: ProgressCallback | None = None,
+) -> BatchReport:
+    """Run the rows of ``params.input`` that this shard owns and that aren't written yet."""
+    settings = settings or get_settings()
+    shard_index, shard_count = _shard(params.shard)
+    report = BatchReport()
+    started = time.perf_counter()
+    with _local_input(params.input, settings) as input_path, tempfile.TemporaryDirectory() as tmp:
+        output = _Output(params.output, settings, Path(tmp))
+        writer = ResultWriter(output.path)
+        items = read_items(input_path, params)
+        first = next(items, None)  # structural refusals surface here, before any engine loads
+        pending: list[BatchResult] = []
+        last_checkpoint = [time.monotonic(), 0]
+
+        def flush() -> None:
+            writer.write(pending)
+            pending.clear()
+            now = time.monotonic()
+            if (report.rows - last_checkpoint[1] >= CHECKPOINT_ROWS) or (
+                now - last_checkpoint[0] >= CHECKPOINT_S
+            ):
+                output.checkpoint()
+                last_checkpoint[:] = [now, report.rows]
+
+        def emit(result: BatchResult) -> None:
+            report.rows += 1
+            if result.error is not None:
+                report.errors += 1
+            usage = (result.response.body.get("usage") if result.response else None) or {}
+            report.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+            report.completion_tokens += int(usage.get("completion_tokens") or 0)
+            pending.append(result)
+            if len(pending) >= WRITE_EVERY:
+                flush()
+            if progress:
+                report.seconds = time.perf_counter() - started
+                progress(report)
+
+        def owned(all_items: Iterator[InputItem]) -> Iterator[BatchRow]:
+            for item in all_items:
+                key = item.custom_id or f"line:{item.line}"
+                if stable_shard(key, shard_count) != shard_index:
+                    continue
+                if item.key in writer.done:
+                    report.skipped += 1
+                    continue
+                if item.row is None:
+                    emit(error_result(item))
+                    continue
+                yield item.row
+
+        try:
+            if first is not None:
+                rows = owned(_chain(first, items))
+                first_row = next(rows, None)
+                if first_row is not None:
+                    engine = engine or make_engine(params, settings)
+                    engine.process(_chain(first_row, rows), emit)
+        finally:
+            flush()
+            writer.close()
+            output.checkpoint()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def merge_outputs(parts: list[Path], output: Path) -> int:
+    """Shard outputs -> one JSONL with every id exactly once; returns the number of lines."""
+    seen: set[str] = set()
+    written = 0
+    with output.open("w", encoding="utf-8") as out:
+        for part in parts:
+            with part.open(encoding="utf-8") as handle:
+                for line in handle:
+                    try:
+                        result_id = json.loads(line)["id"]
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a torn last line from a killed shard
+                    if result_id not in seen:
+                        seen.add(result_id)
+                        out.write(line if line.endswith("\n") else line + "\n")
+                        written += 1
+    return written

@@ -1,0 +1,79 @@
+"""Batch inference: the job's parameters, its rows (OpenAI batch format) and its report."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BatchUrl = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+SUPPORTED_URLS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+
+class BatchParams(BaseModel):
+    """What one batch-inference run is asked to do; names match the ``llmw infer`` options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(description="OpenAI batch JSONL, or a JSONL/CSV/Parquet dataset; or s3://")
+    output: str = Field(description="JSONL results in the OpenAI batch output shape; or s3://")
+    engine: Literal["transformers", "openai", "vllm"] = "transformers"
+    model: str = Field(description="model path or name (the served name for openai)")
+    template: str | None = Field(None, description="prompt template over dataset columns")
+    id_column: str | None = Field(None, description="the dataset column holding the row id")
+    shard: str = Field("0/1", pattern=r"^\d+/\d+$")
+    concurrency: int = Field(8, ge=1, le=512)
+    max_tokens: int = Field(64, ge=1, le=32768)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    batch_size: int = Field(8, ge=1, le=1024)
+
+    def dataset_mode(self) -> bool:
+        return self.template is not None
+
+
+class BatchRow(BaseModel):
+    """One request line: ``{"custom_id", "method", "url", "body"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_id: str = Field(min_length=1)
+    method: Literal["POST"] = "POST"
+    url: BatchUrl
+    body: dict[str, Any]
+
+
+class RowError(BaseModel):
+    code: str
+    message: str
+
+
+class ResponseBody(BaseModel):
+    status_code: int
+    request_id: str = ""
+    body: dict[str, Any]
+
+
+class BatchResult(BaseModel):
+    """One output line, in the OpenAI batch output shape."""
+
+    id: str
+    custom_id: str | None
+    response: ResponseBody | None = None
+    error: RowError | None = None
+
+
+class BatchReport(BaseModel):
+    rows: int = 0  # rows answered by this run (results + errors)
+    skipped: int = 0  # already in the output from an earlier run
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
