@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from llmw import ingest_commands
+from llmw import infer_command, ingest_commands
 
 app = typer.Typer(
     name="llmw",
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.command("ingest")(ingest_commands.ingest)
 app.command("search")(ingest_commands.search)
+app.command("infer")(infer_command.infer)
 
 
 if __name__ == "__main__":  # pragma: no cover

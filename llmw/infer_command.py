@@ -1,0 +1,133 @@
+"""`llmw infer`: a thin wrapper over components.batch_inference.run_batch."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from components.batch_models import BatchReport
+
+EXIT_ROW_ERRORS = 3
+
+
+def infer(
+    input: Annotated[str, typer.Argument(help="OpenAI batch JSONL, or a dataset; path or s3://")],
+    output: Annotated[str, typer.Option("--output", help="Results JSONL; path or s3://.")],
+    model: Annotated[str, typer.Option("--model", help="Model path, or the served model name.")],
+    engine: Annotated[
+        str, typer.Option("--engine", help="transformers (CPU/GPU), openai (a server) or vllm.")
+    ] = "transformers",
+    template: Annotated[
+        str | None, typer.Option("--template", help="Prompt template over dataset columns.")
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="Dataset column holding the row id.")
+    ] = None,
+    shard: Annotated[str, typer.Option("--shard", help="I/N: this shard of N.")] = "0/1",
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight.")] = 8,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Default max tokens.")] = 64,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run a dataset of prompts through a model; a rerun skips what the output already holds.
+
+    Exit codes: 0 done; 3 some rows got errors (every other row is in the output); 2 bad input.
+    """
+    from pydantic import ValidationError
+
+    from components.batch_inference import run_batch
+    from components.batch_io import InputRefusedError
+    from components.batch_models import BatchParams
+
+    try:
+        params = BatchParams(
+            input=input,
+            output=output,
+            model=model,
+            engine=engine,
+            template=template,
+            id_column=id_column,
+            shard=shard,
+            concurrency=concurrency,
+            max_tokens=max_tokens,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: {problems}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        with _Progress(enabled=sys.stderr.isatty() and not as_json) as progress:
+            report = run_batch(params, progress=progress.update)
+    except (InputRefusedError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    summary = {
+        "rows": report.rows,
+        "skipped": report.skipped,
+        "errors": report.errors,
+        "prompt_tokens": report.prompt_tokens,
+        "completion_tokens": report.completion_tokens,
+        "seconds": round(report.seconds, 3),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        _print(report)
+    if report.errors:
+        raise typer.Exit(EXIT_ROW_ERRORS)
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: object = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+            progress.start()
+            self._task = progress.add_task("starting")
+            self._progress = progress
+        return self
+
+    def update(self, report: BatchReport) -> None:
+        if self._progress is not None:
+            text = (
+                f"rows {report.rows} · {report.rows_per_second:.1f} rows/s · "
+                f"{report.tokens_per_second:.1f} tokens/s · errors {report.errors}"
+            )
+            self._progress.update(self._task, description=text)  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()  # type: ignore[attr-defined]
+
+
+def _print(report: BatchReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Batch inference summary", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in [
+        ("rows done", report.rows),
+        ("skipped (already done)", report.skipped),
+        ("errors", report.errors),
+        ("tokens (prompt / completion)", f"{report.prompt_tokens} / {report.completion_tokens}"),
+        ("seconds", f"{report.seconds:.1f}"),
+        ("rows/s", f"{report.rows_per_second:.2f}"),
+        ("tokens/s", f"{report.tokens_per_second:.1f}"),
+    ]:
+        table.add_row(name, str(value))
+    Console().print(table)
