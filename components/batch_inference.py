@@ -23,7 +23,10 @@ from components.settings import Settings, get_settings
 ProgressCallback = Callable[[BatchReport], None]
 CHECKPOINT_ROWS = 500
 CHECKPOINT_S = 30.0
-WRITE_EVERY = 16
+# Results are made durable at least every WRITE_EVERY_S seconds (or WRITE_EVERY rows); a kill
+# loses at most that window, which the rerun redoes. An fsync per row would stall the engine.
+WRITE_EVERY = 256
+WRITE_EVERY_S = 1.0
 
 
 def make_engine(params: BatchParams, settings: Settings) -> InferenceEngine:
@@ -113,10 +116,12 @@ def run_batch(
         first = next(items, None)  # structural refusals surface here, before any engine loads
         pending: list[BatchResult] = []
         last_checkpoint = [time.monotonic(), 0]
+        last_write = [time.monotonic()]
 
         def flush() -> None:
             writer.write(pending)
             pending.clear()
+            last_write[0] = time.monotonic()
             now = time.monotonic()
             if (report.rows - last_checkpoint[1] >= CHECKPOINT_ROWS) or (
                 now - last_checkpoint[0] >= CHECKPOINT_S
@@ -132,7 +137,7 @@ def run_batch(
             report.prompt_tokens += int(usage.get("prompt_tokens") or 0)
             report.completion_tokens += int(usage.get("completion_tokens") or 0)
             pending.append(result)
-            if len(pending) >= WRITE_EVERY:
+            if len(pending) >= WRITE_EVERY or time.monotonic() - last_write[0] >= WRITE_EVERY_S:
                 flush()
             if progress:
                 report.seconds = time.perf_counter() - started

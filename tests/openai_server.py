@@ -36,6 +36,13 @@ COMPLETION_FIELDS = (CHAT_FIELDS - {"messages", "max_completion_tokens"}) | {"pr
 ROLES = {"system", "user", "assistant", "tool", "developer"}
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops connections under concurrent clients, and a dropped SYN
+    # costs a one-second retransmit: the benchmark would measure TCP, not the client.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def fake_vector(text: str, dimension: int) -> list[float]:
     """A deterministic vector for a text (not unit length: the client must normalize)."""
     digest = hashlib.sha256(text.encode()).digest()
@@ -56,7 +63,7 @@ class OpenAIServer:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -187,26 +194,30 @@ class OpenAIServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as vLLM's and OpenAI's servers do
+
             def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                # In flight: from a request fully received to its answer decided (the delay is
+                # the model working), so the count never includes the client's next request.
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
                     if server.delay_s:
                         time.sleep(server.delay_s)
-                    raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                     status, payload = server.answer(self.path, self.headers, raw)
-                    encoded = json.dumps(payload).encode()
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    if status == 429:
-                        self.send_header("Retry-After", "0")
-                    self.send_header("Content-Length", str(len(encoded)))
-                    self.end_headers()
-                    self.wfile.write(encoded)
                 finally:
                     with server._lock:
                         server.in_flight -= 1
+                encoded = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                if status == 429:
+                    self.send_header("Retry-After", "0")
+                self.send_header("Content-Length", str(len(encoded)))
+                self.end_headers()
+                self.wfile.write(encoded)
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
