@@ -27,7 +27,9 @@ def llmw(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-@pytest.mark.parametrize("args", [["--help"], ["ingest", "--help"], ["search", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["ingest", "--help"], ["search", "--help"], ["infer", "--help"]]
+)
 def test_help_does_not_import_heavy_libraries(args: list[str]) -> None:
     code = (
         "import sys; from typer.testing import CliRunner; from llmw.cli import app; "
