@@ -1,0 +1,259 @@
+"""Compiling the KFP pipelines: goldens, determinism, secrets, placement, strict IR checks."""
+
+from __future__ import annotations
+
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.registry import JOBS
+from pipelines import ingestion
+from pipelines.compiler import (
+    PipelineSpecError,
+    check_ir,
+    compile_all,
+    compile_pipeline,
+    compile_text,
+)
+from pipelines.registry import PIPELINES, pipeline_arguments
+
+NAME = "document-ingestion"
+
+
+def documents(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec, platform = list(yaml.safe_load_all(text))
+    return spec, platform
+
+
+def test_registry_maps_every_job() -> None:
+    assert set(PIPELINES) == set(JOBS)
+
+
+def test_compile_matches_golden(default_settings: Any, golden: Any) -> None:
+    golden(f"kfp/{NAME}.kfp.yaml", compile_text(NAME, default_settings))
+
+
+def test_compile_twice_is_byte_identical(default_settings: Any, tmp_path: Path) -> None:
+    started = time.perf_counter()
+    first = compile_all(tmp_path / "a", default_settings)
+    second = compile_all(tmp_path / "b", default_settings)
+    assert time.perf_counter() - started < 10
+    assert [p.name for p in first] == [f"{name}.kfp.yaml" for name in sorted(JOBS)]
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_secrets_come_from_kubernetes_secrets_never_values(clean_env: None) -> None:
+    from components.settings import Settings
+
+    literal: dict[str, Any] = {
+        "s3_access_key": "AKIA-literal-access-key",
+        "s3_secret_key": "literal-s3-secret-value",
+        "milvus_token": "root:literal-milvus-token",
+        "kfp_token": "literal-kfp-token",
+        "embedding_api_key": "literal-embedding-key",
+    }
+    settings = Settings(
+        **literal,
+        s3_credentials_secret="team-minio",
+        milvus_credentials_secret="team-milvus",
+    )
+    text = compile_text(NAME, settings)
+    for value in literal.values():
+        assert value not in text
+    _, platform = documents(text)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == {"exec-plan", "exec-ingest-shard", "exec-report"}
+    for label, config in executors.items():
+        mounted = {s["secretName"]: s for s in config["secretAsEnv"]}
+        s3 = mounted["team-minio"]
+        assert {(k["secretKey"], k["envVar"]) for k in s3["keyToEnv"]} == {
+            ("LLMW_S3_ACCESS_KEY", "LLMW_S3_ACCESS_KEY"),
+            ("LLMW_S3_SECRET_KEY", "LLMW_S3_SECRET_KEY"),
+        }
+        if label == "exec-plan":  # listing needs MinIO only
+            assert "team-milvus" not in mounted
+        else:
+            milvus = mounted["team-milvus"]
+            assert milvus["keyToEnv"] == [
+                {"envVar": "LLMW_MILVUS_TOKEN", "secretKey": "LLMW_MILVUS_TOKEN"}
+            ]
+            assert milvus["optional"] is True
+
+
+def test_pipeline_shape_caching_and_retries(default_settings: Any) -> None:
+    spec = check_ir(compile_text(NAME, default_settings), NAME)
+    assert spec.pipeline_info.name == NAME
+    assert sorted(spec.root.input_definitions.parameters) == sorted(JOBS[NAME].parameter_names())
+    tasks = spec.root.dag.tasks
+    assert set(tasks) == {"plan", "for-loop-1", "report"}
+    loop = tasks["for-loop-1"]
+    assert loop.iterator_policy.parallelism_limit == ingestion.SHARD_PARALLELISM
+    assert loop.parameter_iterator.items.input_parameter == "pipelinechannel--plan-Output"
+    shard = spec.components["comp-for-loop-1"].dag.tasks["ingest-shard"]
+    everything = {"plan": tasks["plan"], "ingest": shard, "report": tasks["report"]}
+    for step, task in everything.items():
+        assert not task.caching_options.enable_cache, step
+        assert task.retry_policy.max_retry_count == ingestion.CLUSTER_RETRY[step].retries
+        assert task.retry_policy.backoff_duration.seconds > 0
+    report_outputs = spec.components["comp-report"].output_definitions.artifacts
+    assert report_outputs["metrics"].artifact_type.schema_title == "system.Metrics"
+    assert report_outputs["summary"].artifact_type.schema_title == "system.Markdown"
+    # The report step collects every shard's report.
+    shard_reports = tasks["report"].inputs.parameters["shard_reports"]
+    assert shard_reports.task_output_parameter.producer_task == "for-loop-1"
+
+
+def test_components_are_thin_and_use_the_settings_image(clean_env: None) -> None:
+    from components.settings import Settings
+
+    settings = Settings(component_image="registry.lab/llmw:test", cluster_milvus_uri="http://m:1")
+    spec, _ = documents(compile_text(NAME, settings))
+    executors = spec["deploymentSpec"]["executors"]
+    for label, executor in executors.items():
+        container = executor["container"]
+        if label != "exec-ingest-shard":  # the embedding step: the placement's image
+            assert container["image"] == "registry.lab/llmw:test"
+        program = container["command"][-1]
+        assert "from components.ingest_steps import" in program, label
+        assert "pip install" not in " ".join(container["command"]), label
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        if label == "exec-plan":
+            assert "LLMW_MILVUS_URI" not in env
+        else:
+            assert env["LLMW_MILVUS_URI"] == "http://m:1"
+
+
+def test_compile_pipeline_writes_the_named_file(default_settings: Any, tmp_path: Path) -> None:
+    path = compile_pipeline(NAME, tmp_path / "out", default_settings)
+    assert path == tmp_path / "out" / f"{NAME}.kfp.yaml"
+    check_ir(path.read_text(), str(path))
+
+
+def test_pipeline_arguments_drop_unset_values() -> None:
+    assert pipeline_arguments(NAME, {"source": "s3://docs/a", "milvus_uri": None}) == {
+        "source": "s3://docs/a",
+        "collection": "documents",
+        "prune": False,
+    }
+
+
+BROKEN = [
+    ("pipelineInfo:", "pipelineInfoo:", 'no field named "pipelineInfoo"'),
+    ("  name: document-ingestion\n", "  nmae: document-ingestion\n", "nmae"),
+    ("        image: ", "        imagee: ", "imagee"),
+    ("parameterType: LIST", "parameterType: LISTT", "LISTT"),
+    ("          secretAsEnv:", "          secretAsEnvv:", "secretAsEnvv"),
+    ("          name: comp-report\n", "          name: comp-reprot\n", "comp-reprot"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "named"), BROKEN, ids=[b[2] for b in BROKEN])
+def test_broken_ir_is_refused_with_a_clear_error(
+    default_settings: Any, old: str, new: str, named: str
+) -> None:
+    text = compile_text(NAME, default_settings)
+    assert old in text
+    broken = text.replace(old, new, 1)
+    with pytest.raises(PipelineSpecError, match=named) as caught:
+        check_ir(broken, "broken.kfp.yaml")
+    assert str(caught.value).startswith("broken.kfp.yaml: ")
+
+
+def test_ir_that_is_not_a_pipeline_is_refused() -> None:
+    with pytest.raises(PipelineSpecError, match="not YAML"):
+        check_ir("a: [", "x")
+    with pytest.raises(PipelineSpecError, match="expected a mapping"):
+        check_ir("- 1\n- 2\n", "x")
+    with pytest.raises(PipelineSpecError, match="got 3 documents"):
+        check_ir("a: 1\n---\nb: 2\n---\nc: 3\n", "x")
+
+
+def shipped_inventory() -> dict[str, Any]:
+    return yaml.safe_load((files("components") / "data" / "cluster.yaml").read_text())
+
+
+def ingest_executor(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec, platform = documents(text)
+    container = spec["deploymentSpec"]["executors"]["exec-ingest-shard"]["container"]
+    kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    return container, kubernetes["exec-ingest-shard"]
+
+
+def test_embedding_step_is_placed_on_the_bge_node(default_settings: Any) -> None:
+    text = compile_text(NAME, default_settings)
+    container, config = ingest_executor(text)
+    assert config["nodeSelector"] == {"labels": {"kubernetes.io/hostname": "drizzt"}}
+    assert "tolerations" not in config  # drizzt has no taints
+    assert container["resources"]["accelerator"]["resourceType"] == "amd.com/gpu"
+    assert container["resources"]["accelerator"]["resourceCount"] == "1"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["HSA_OVERRIDE_GFX_VERSION"] == "10.3.0"
+    assert container["image"].endswith("-rocm")  # the project's ROCm build, from the inventory
+    # Only the embedding step asks for a GPU or a node.
+    spec, platform = documents(text)
+    for label in ("exec-plan", "exec-report"):
+        assert "resources" not in spec["deploymentSpec"]["executors"][label]["container"]
+        assert (
+            "nodeSelector"
+            not in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label]
+        )
+
+
+def test_placement_follows_a_replaced_inventory(clean_env: None, tmp_path: Path) -> None:
+    from components.settings import Settings
+
+    inventory = shipped_inventory()
+    inventory["default_nodes"]["sentence-transformers"] = "elminster"
+    elminster = next(n for n in inventory["nodes"] if n["name"] == "elminster")
+    elminster["taints"] = [{"key": "gpu", "value": "nvidia", "effect": "NoSchedule"}]
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(inventory))
+
+    text = compile_text(NAME, Settings(cluster_inventory=path))
+    check_ir(text, "replaced")
+    container, config = ingest_executor(text)
+    assert config["nodeSelector"] == {"labels": {"kubernetes.io/hostname": "elminster"}}
+    assert config["tolerations"] == [
+        {"effect": "NoSchedule", "key": "gpu", "operator": "Equal", "value": "nvidia"}
+    ]
+    assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert "HSA_OVERRIDE_GFX_VERSION" not in {e["name"] for e in container["env"]}
+    assert container["image"].endswith("-cuda")
+
+
+def test_an_impossible_placement_fails_the_compile(clean_env: None, tmp_path: Path) -> None:
+    from components.placement import PlacementError
+    from components.settings import Settings
+
+    inventory = shipped_inventory()
+    for node in inventory["nodes"]:
+        if node.get("gpu"):
+            node["gpu"]["frameworks"].remove("sentence-transformers")
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(inventory))
+    with pytest.raises(PlacementError, match="cannot place sentence-transformers"):
+        compile_all(tmp_path / "out", Settings(cluster_inventory=path))
+    assert not (tmp_path / "out").exists()
+
+
+def test_local_variant_has_no_cluster_config(default_settings: Any, tmp_path: Path) -> None:
+    from kfp import compiler
+
+    from pipelines.registry import get_pipeline
+
+    path = tmp_path / "local.yaml"
+    pipeline = get_pipeline(NAME, default_settings, for_cluster=False)
+    compiler.Compiler().compile(pipeline_func=pipeline, package_path=str(path))
+    text = path.read_text()
+    spec = check_ir(text, "local")
+    assert len(list(yaml.safe_load_all(text))) == 1  # no platform (Kubernetes) document
+    for label, executor in spec.deployment_spec["executors"].items():
+        container = executor["container"]
+        assert "env" not in container and "resources" not in container, label
+    loop = spec.root.dag.tasks["for-loop-1"]
+    assert loop.iterator_policy.parallelism_limit == ingestion.LOCAL_SHARD_PARALLELISM == 1
