@@ -6,6 +6,8 @@ Deterministic: the same title and sections give the same bytes (fixed PDF/DOCX d
 from __future__ import annotations
 
 import html
+import io
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,7 +75,20 @@ def write_docx(path: Path, title: str, sections: Sections) -> None:
         document.add_heading(heading, 2)
         for paragraph in _paragraphs(text):
             document.add_paragraph(paragraph)
-    document.save(str(path))
+    buffer = io.BytesIO()
+    document.save(buffer)
+    path.write_bytes(_fixed_zip_dates(buffer.getvalue()))
+
+
+def _fixed_zip_dates(data: bytes) -> bytes:
+    """python-docx stamps every archive entry with the current time; fix them for stable bytes."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_DATE.timetuple()[:6])
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(fixed, source.read(info.filename))
+    return out.getvalue()
 
 
 WRITERS = {
