@@ -7,8 +7,11 @@ Prints, from one run, side by side:
 - an unchanged rerun's time / the first run's time (target <= 0.02);
 - peak RSS of the ingest process at 1x and 10x the corpus, and their ratio (target <= 1.2).
 
-Each ingest runs in a fresh process so its peak RSS is its own; the model is loaded before the
-clock starts in both runs, so the times compare ingestion, not start-up.
+Each ingest runs in a fresh process so its peak RSS is its own, against a Milvus Lite server in
+a process of its own (`milvus-lite server`, the production shape: Milvus is a server). Milvus
+Lite 3 embedded in the ingest process would keep the collection in that process's memory, so the
+RSS would measure the database, not the ingestion. The model is loaded before the clock starts
+in both runs, so the times compare ingestion, not start-up.
 """
 
 from __future__ import annotations
@@ -90,15 +93,64 @@ def _corpus(n_docs: int) -> Path:
     return folder
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout_s: float = 60.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"Milvus Lite server did not listen on {port}")
+
+
 def _run_child(source: Path, with_ceiling: bool) -> dict[str, Any]:
+    milvus_lite = Path(sys.executable).parent / "milvus-lite"
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "bench.ingest", "--child", str(source), f"{tmp}/milvus.db"]
-        if with_ceiling:
-            cmd.append("--ceiling")
-        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+        port = _free_port()
+        server = subprocess.Popen(
+            [
+                str(milvus_lite),
+                "server",
+                "--data-dir",
+                f"{tmp}/milvus",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for_port(port)
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.ingest",
+                "--child",
+                str(source),
+                f"http://127.0.0.1:{port}",
+            ]
+            if with_ceiling:
+                cmd.append("--ceiling")
+            done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
         if done.returncode != 0:
             raise SystemExit(f"benchmark child failed:\n{done.stderr[-4000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{source.name}: {result}", flush=True)
         return result
 
 

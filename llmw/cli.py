@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from llmw import infer_command, ingest_commands
+from llmw import engine_commands, infer_command, ingest_commands
 
 app = typer.Typer(
     name="llmw",
@@ -20,6 +20,10 @@ app = typer.Typer(
 app.command("ingest")(ingest_commands.ingest)
 app.command("search")(ingest_commands.search)
 app.command("infer")(infer_command.infer)
+app.command("compile")(engine_commands.compile_command)
+app.command("run")(engine_commands.run_command)
+app.command("submit")(engine_commands.submit_command)
+app.command("status")(engine_commands.status_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

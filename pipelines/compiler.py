@@ -37,9 +37,31 @@ def compile_text(name: str, settings: Settings | None = None) -> str:
     with tempfile.TemporaryDirectory(prefix="llmw-kfp-") as tmp:
         path = Path(tmp) / f"{name}{SUFFIX}"
         compiler.Compiler().compile(pipeline_func=pipeline, package_path=str(path))
-        text = path.read_text(encoding="utf-8")
+        text = _stable_yaml(path.read_text(encoding="utf-8"))
     check_ir(text, name)
     return text
+
+
+class _StableDumper(yaml.SafeDumper):
+    """PyYAML's string style is process-global state (hera, for one, replaces it on import);
+    KFP dumps with the global one. Re-dumping with our own keeps the bytes independent of what
+    else the process imported."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_StableDumper.add_representer(str, _represent_str)
+
+
+def _stable_yaml(text: str) -> str:
+    documents = list(yaml.safe_load_all(text))
+    dumped: str = yaml.dump_all(
+        documents, Dumper=_StableDumper, sort_keys=True, default_flow_style=False, width=1 << 16
+    )
+    return dumped
 
 
 def compile_pipeline(name: str, out_dir: Path, settings: Settings | None = None) -> Path:

@@ -16,7 +16,6 @@ read from ``LLMW_CONFIG_FILE`` apply in the components too), and is restored aft
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import tempfile
@@ -27,9 +26,8 @@ from typing import Any
 
 from kfp import local
 from kfp.local import config as local_config
-from pydantic import SecretStr
 
-from components.settings import Settings
+from components.settings import Settings, settings_env
 from pipelines.registry import get_pipeline, normalize_result, pipeline_arguments
 
 DEFAULT_PIPELINE_ROOT = Path(".llmw/kfp-local")
@@ -39,25 +37,6 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kfp.local colours task names in its mess
 
 class LocalRunError(RuntimeError):
     """A local pipeline run that failed; the message names the task that failed."""
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``LLMW_*`` variables from which ``Settings()`` in a subprocess rebuilds ``settings``."""
-    env: dict[str, str] = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, list | dict):
-            text = json.dumps(value)
-        else:
-            text = str(value)
-        env[f"{ENV_PREFIX}{name.upper()}"] = text
-    return env
 
 
 @contextlib.contextmanager

@@ -1,0 +1,203 @@
+"""`llmw compile`, `llmw run`, `llmw submit`, `llmw status`: one front for both engines.
+
+Parameters are validated against the job's model before anything runs or is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+PARAM_HELP = "KEY=VALUE, repeatable; keys are the pipeline's parameters."
+
+
+class LocalEngine(StrEnum):
+    kfp_local = "kfp-local"
+    argo_local = "argo-local"
+
+
+class RemoteEngine(StrEnum):
+    kfp = "kfp"
+    argo = "argo"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def validated_params(pipeline: str, assignments: list[str] | None) -> dict[str, Any]:
+    """The -p assignments checked against the pipeline's model (JSON-ready), or exit 2."""
+    from components.registry import (
+        ParameterError,
+        UnknownPipelineError,
+        get_job,
+        parse_assignments,
+    )
+
+    try:
+        job = get_job(pipeline)
+        model = job.validate(parse_assignments(assignments or []))
+    except (UnknownPipelineError, ParameterError) as exc:
+        raise _fail(str(exc)) from None
+    return model.model_dump(mode="json")
+
+
+def compile_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the compiled YAML.")] = Path(
+        "build/compiled"
+    ),
+) -> None:
+    """Compile every KFP pipeline to IR YAML and render every Argo WorkflowTemplate, validated.
+
+    The output is byte-identical across runs. Argo documents are validated strictly against the
+    pinned schema in LLMW_SCHEMAS_DIR; any violation fails the command and nothing is written.
+    """
+    from components.settings import get_settings
+    from pipelines.compiler import PipelineSpecError, compile_all
+    from workflows.render import render_all
+
+    settings = get_settings()
+    try:
+        written = render_all(out, settings, settings.schemas_dir)
+        written += compile_all(out, settings)
+    except (PipelineSpecError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    for path in written:
+        typer.echo(str(path))
+
+
+def run_command(
+    pipeline: Annotated[str, typer.Argument(help="A registered pipeline name.")],
+    engine: Annotated[LocalEngine, typer.Option("--engine", help="Where to run it.")] = (
+        LocalEngine.kfp_local
+    ),
+    param: Annotated[list[str] | None, typer.Option("-p", "--param", help=PARAM_HELP)] = None,
+) -> None:
+    """Run a whole pipeline on this machine with kfp.local or the argo-local executor."""
+    params = validated_params(pipeline, param)
+    from components.settings import get_settings
+
+    settings = get_settings()
+    if engine is LocalEngine.kfp_local:
+        from pipelines.local_run import LocalRunError as KfpRunError
+        from pipelines.local_run import run_local as run_kfp_local
+
+        try:
+            result = run_kfp_local(pipeline, params, settings)
+        except KfpRunError as exc:
+            raise _fail(str(exc), 1) from None
+    else:
+        from workflows.local_runner import LocalRunError as ArgoRunError
+        from workflows.local_runner import run_local as run_argo_local
+
+        try:
+            result = run_argo_local(pipeline, params, settings)["report"]
+        except ArgoRunError as exc:
+            raise _fail(str(exc), 1) from None
+    typer.echo(json.dumps(result, default=str, indent=2))
+
+
+def submit_command(
+    pipeline: Annotated[str, typer.Argument(help="A registered pipeline name.")],
+    engine: Annotated[RemoteEngine, typer.Option("--engine", help="Which cluster engine.")],
+    param: Annotated[list[str] | None, typer.Option("-p", "--param", help=PARAM_HELP)] = None,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="KFP experiment (created when missing).")
+    ] = None,
+    run_name: Annotated[str | None, typer.Option("--run-name", help="Name of the run.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends.")] = False,
+) -> None:
+    """Submit a pipeline run to Kubeflow Pipelines or Argo Workflows; print its id and link."""
+    params = validated_params(pipeline, param)
+    from components.settings import get_settings
+
+    settings = get_settings()
+    submitted = _submit(pipeline, engine, params, settings, experiment, run_name)
+    typer.echo(f"run {submitted.run_id} submitted: {submitted.url}")
+    if wait:
+        final = _wait(submitted.run_id, engine, settings)
+        if final.state.lower() not in ("succeeded", "success"):
+            raise typer.Exit(1)
+
+
+def status_command(
+    run_id: Annotated[str, typer.Argument(help="The run id submit printed.")],
+    engine: Annotated[RemoteEngine, typer.Option("--engine", help="Which cluster engine.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Report a submitted run's state."""
+    from components.settings import get_settings
+
+    status = _status(run_id, engine, get_settings())
+    if as_json:
+        typer.echo(json.dumps(_plain(status)))
+    else:
+        error = f" ({status.error})" if getattr(status, "error", None) else ""
+        typer.echo(f"{status.run_id}: {status.state}{error} {status.url}")
+
+
+def _submit(
+    pipeline: str,
+    engine: RemoteEngine,
+    params: dict[str, Any],
+    settings: Any,
+    experiment: str | None,
+    run_name: str | None,
+) -> Any:
+    if engine is RemoteEngine.kfp:
+        from pipelines.submit import SubmitError, submit_run
+
+        try:
+            return submit_run(pipeline, params, settings, experiment, run_name)
+        except SubmitError as exc:
+            raise _fail(str(exc), 1) from None
+    from workflows.submit import SubmitError as ArgoSubmitError
+    from workflows.submit import submit_workflow
+
+    try:
+        return submit_workflow(pipeline, params, settings, run_name=run_name)
+    except ArgoSubmitError as exc:
+        raise _fail(str(exc), 1) from None
+
+
+def _status(run_id: str, engine: RemoteEngine, settings: Any) -> Any:
+    if engine is RemoteEngine.kfp:
+        from pipelines.submit import SubmitError, run_status
+
+        try:
+            return run_status(run_id, settings)
+        except SubmitError as exc:
+            raise _fail(str(exc), 1) from None
+    from workflows.submit import SubmitError as ArgoSubmitError
+    from workflows.submit import workflow_status
+
+    try:
+        return workflow_status(run_id, settings)
+    except ArgoSubmitError as exc:
+        raise _fail(str(exc), 1) from None
+
+
+def _wait(run_id: str, engine: RemoteEngine, settings: Any, poll_s: float = 5.0) -> Any:
+    terminal = {"succeeded", "success", "failed", "error", "skipped", "canceled", "cancelled"}
+    last = None
+    while True:
+        status = _status(run_id, engine, settings)
+        if status.state != last:
+            typer.echo(f"{run_id}: {status.state}")
+            last = status.state
+        if str(status.state).lower() in terminal:
+            return status
+        time.sleep(poll_s)
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if dump is not None:
+        return dump(mode="json")
+    return dict(vars(value))

@@ -1,0 +1,82 @@
+"""`llmw compile`, `run`, `submit`, `status`: one front for both engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.llmw.test_ingest_cli import llmw
+
+
+def test_compile_writes_every_pipeline_identically(tmp_path: Path, schemas_dir: Path) -> None:
+    env = {"LLMW_SCHEMAS_DIR": str(schemas_dir)}
+    first = llmw("compile", "--out", str(tmp_path / "a"), env=env)
+    assert first.returncode == 0, first.stderr
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["document-ingestion.argo.yaml", "document-ingestion.kfp.yaml"]
+    second = llmw("compile", "--out", str(tmp_path / "b"), env=env)
+    assert second.returncode == 0
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_compile_without_the_pinned_schemas_writes_nothing(tmp_path: Path) -> None:
+    result = llmw(
+        "compile",
+        "--out",
+        str(tmp_path / "out"),
+        env={"LLMW_SCHEMAS_DIR": str(tmp_path / "nowhere")},
+    )
+    assert result.returncode == 2
+    assert "nowhere" in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_unknown_pipelines_and_parameters_are_refused_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    unknown = llmw(
+        "submit",
+        "ingest-everything",
+        "--engine",
+        "kfp",
+        "-p",
+        "source=x",
+        env={"LLMW_KFP_HOST": "http://127.0.0.1:9"},
+    )
+    assert unknown.returncode == 2
+    assert "unknown pipeline 'ingest-everything' (registered: document-ingestion" in unknown.stderr
+
+    bad = llmw(
+        "submit",
+        "document-ingestion",
+        "--engine",
+        "argo",
+        "-p",
+        "source=x",
+        "-p",
+        "image=evil:latest",
+        "-p",
+        "prune=perhaps",
+        env={"LLMW_ARGO_HOST": "http://127.0.0.1:9"},
+    )
+    assert bad.returncode == 2
+    assert "unknown parameter 'image'" in bad.stderr
+    assert "prune" in bad.stderr
+    assert "(parameters: source, collection, milvus_uri, prune)" in bad.stderr
+
+    malformed = llmw("run", "document-ingestion", "-p", "source")
+    assert malformed.returncode == 2 and "not KEY=VALUE" in malformed.stderr
+
+
+def test_submit_reports_an_unreachable_server_clearly() -> None:
+    result = llmw(
+        "submit",
+        "document-ingestion",
+        "--engine",
+        "kfp",
+        "-p",
+        "source=s3://docs/x",
+        env={"LLMW_KFP_HOST": "http://127.0.0.1:9"},
+    )
+    assert result.returncode == 1
+    assert "127.0.0.1:9" in result.stderr

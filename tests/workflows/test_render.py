@@ -1,0 +1,224 @@
+"""Rendering the WorkflowTemplates: goldens, determinism, strict validation, placement, secrets."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.registry import JOBS, UnknownPipelineError
+from components.schema_validation import SchemaViolationError, validate_document
+from workflows import render
+from workflows.registry import TEMPLATES, template_arguments
+from workflows.render import SCHEMA_FILE, render_all, render_template, render_text, to_yaml
+
+NAME = "document-ingestion"
+
+
+def templates_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in document["spec"]["templates"]}
+
+
+def env_of(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in template["script"].get("env", [])}
+
+
+def test_every_job_has_a_template() -> None:
+    assert set(TEMPLATES) == set(JOBS)
+
+
+def test_golden(default_settings: Any, schemas_dir: Path, golden: Any) -> None:
+    golden(f"argo/{NAME}.argo.yaml", render_text(NAME, default_settings, schemas_dir))
+
+
+def test_render_all_is_byte_identical_across_runs(
+    default_settings: Any, schemas_dir: Path, tmp_path: Path
+) -> None:
+    first = render_all(tmp_path / "a", default_settings, schemas_dir)
+    second = render_all(tmp_path / "b", default_settings, schemas_dir)
+    assert [p.name for p in first] == [f"{name}.argo.yaml" for name in sorted(JOBS)]
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    # The file is the document: YAML parses back to what Hera built.
+    assert yaml.safe_load(first[0].read_text()) == render_template(NAME, default_settings)
+
+
+def test_every_rendered_document_is_strictly_valid(
+    default_settings: Any, schemas_dir: Path
+) -> None:
+    for name in sorted(JOBS):
+        document = render_template(name, default_settings)
+        assert validate_document(document, schemas_dir / SCHEMA_FILE) == []
+
+
+def test_render_all_fails_loudly_and_writes_nothing_on_a_violation(
+    default_settings: Any, schemas_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = render.render_template
+
+    def misspelt(name: str, settings: Any = None) -> dict[str, Any]:
+        document = real(name, settings)
+        document["spec"]["templates"][0]["script"]["imagee"] = "oops"
+        return document
+
+    monkeypatch.setattr(render, "render_template", misspelt)
+    with pytest.raises(SchemaViolationError, match=r"script\.imagee: additional property"):
+        render_all(tmp_path / "out", default_settings, schemas_dir)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_schema_is_named(default_settings: Any, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=SCHEMA_FILE):
+        render_all(tmp_path / "out", default_settings, tmp_path / "no-schemas")
+
+
+def test_unknown_template_lists_the_known_ones(default_settings: Any) -> None:
+    with pytest.raises(UnknownPipelineError, match=NAME):
+        render_template("no-such-pipeline", default_settings)
+
+
+def test_shape_fan_out_retries_exit_handler_and_arguments(default_settings: Any) -> None:
+    document = render_template(NAME, default_settings)
+    spec = document["spec"]
+    assert document["kind"] == "WorkflowTemplate"
+    assert document["metadata"]["namespace"] == default_settings.argo_namespace == "ai-ml"
+    assert spec["arguments"]["parameters"] == [
+        {"description": "a folder, a file, or s3://bucket/prefix", "name": "source"},
+        {"description": "Milvus collection", "name": "collection", "value": "documents"},
+        {
+            "description": "Milvus server URL; empty for the cluster's Milvus",
+            "name": "milvus_uri",
+            "value": "",
+        },
+        {
+            "description": "delete documents that are gone from the source",
+            "enum": ["false", "true"],
+            "name": "prune",
+            "value": "false",
+        },
+    ]
+    templates = templates_by_name(document)
+    main = templates[spec["entrypoint"]]
+    assert main["parallelism"] == 4
+    (plan,), (ingest,), (report,) = main["steps"]
+    assert [plan["name"], ingest["name"], report["name"]] == ["plan", "ingest-shard", "report"]
+    assert ingest["withParam"] == "{{steps.plan.outputs.result}}"
+    assert {"name": "shard", "value": "{{item}}"} in ingest["arguments"]["parameters"]
+    assert {
+        "name": "shard_reports",
+        "value": "{{steps.ingest-shard.outputs.result}}",
+    } in report["arguments"]["parameters"]
+    retry = templates["ingest-shard"]["retryStrategy"]
+    assert retry == {
+        "backoff": {"cap": "30m", "duration": "60s", "factor": 2},
+        "limit": 3,
+        "retryPolicy": "Always",
+    }
+    assert all("retryStrategy" in templates[n] for n in ("plan", "report"))
+    # Thin Hera runner steps calling the step functions, on the component image.
+    for name, function in [("plan", "plan"), ("ingest-shard", "ingest_shard")]:
+        script = templates[name]["script"]
+        assert script["command"] == ["python"]
+        assert script["args"] == [
+            "-m",
+            "hera.workflows.runner",
+            "-e",
+            f"workflows.ingestion:{function}",
+        ]
+        assert script["source"] == "{{inputs.parameters}}"
+    assert templates["plan"]["script"]["image"] == default_settings.component_image
+    # The exit handler records the final status.
+    handler = templates[spec["onExit"]]
+    ((record,),) = handler["steps"]
+    assert {"name": "status", "value": "{{workflow.status}}"} in record["arguments"]["parameters"]
+    # The Markdown summary goes to MinIO under the workflow's name, as plain text.
+    (artifact,) = templates["report"]["outputs"]["artifacts"]
+    assert artifact["s3"] == {"key": "document-ingestion/{{workflow.name}}/summary.md"}
+    assert artifact["archive"] == {"none": {}}
+
+
+def test_gpu_placement_on_the_embedding_step_only(default_settings: Any) -> None:
+    templates = templates_by_name(render_template(NAME, default_settings))
+    ingest = templates["ingest-shard"]
+    assert ingest["nodeSelector"] == {"kubernetes.io/hostname": "drizzt"}
+    assert ingest["script"]["resources"] == {"limits": {"amd.com/gpu": "1"}}
+    assert env_of(ingest)["HSA_OVERRIDE_GFX_VERSION"] == {
+        "name": "HSA_OVERRIDE_GFX_VERSION",
+        "value": "10.3.0",
+    }
+    assert ingest["script"]["image"].endswith("-rocm")
+    for name in ("plan", "report", "record-status"):
+        assert "nodeSelector" not in templates[name]
+        assert "resources" not in templates[name]["script"]
+        assert "HSA_OVERRIDE_GFX_VERSION" not in env_of(templates[name])
+
+
+def test_placement_follows_the_inventory(clean_env: None, tmp_path: Path) -> None:
+    from components.settings import Settings
+
+    shipped = Path(__file__).resolve().parents[2] / "components" / "data" / "cluster.yaml"
+    inventory = yaml.safe_load(shipped.read_text())
+    inventory["default_nodes"]["sentence-transformers"] = "elminster"
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(inventory))
+    templates = templates_by_name(render_template(NAME, Settings(cluster_inventory=path)))
+    ingest = templates["ingest-shard"]
+    assert ingest["nodeSelector"] == {"kubernetes.io/hostname": "elminster"}
+    assert ingest["script"]["resources"] == {"limits": {"nvidia.com/gpu": "1"}}
+    assert "HSA_OVERRIDE_GFX_VERSION" not in env_of(ingest)
+    assert ingest["script"]["image"].endswith("-cuda")
+
+
+def test_credentials_come_from_secrets_never_values(clean_env: None) -> None:
+    from components.settings import Settings
+
+    literals = ["AKIA-LITERAL-ACCESS", "literal-s3-secret", "literal-milvus-token", "argo-tok"]
+    settings = Settings(
+        s3_access_key=literals[0],
+        s3_secret_key=literals[1],
+        milvus_token=literals[2],
+        argo_token=literals[3],
+        s3_credentials_secret="minio-creds",
+        milvus_credentials_secret="milvus-creds",
+        cluster_milvus_uri="http://milvus.example:19530",
+    )
+    document = render_template(NAME, settings)
+    text = to_yaml(document)
+    for literal in literals:
+        assert literal not in text
+    templates = templates_by_name(document)
+    for name in ("plan", "ingest-shard", "report"):
+        env = env_of(templates[name])
+        for key in ("LLMW_S3_ACCESS_KEY", "LLMW_S3_SECRET_KEY"):
+            assert env[key]["valueFrom"]["secretKeyRef"] == {"key": key, "name": "minio-creds"}
+            assert "value" not in env[key]
+    for name in ("ingest-shard", "report"):
+        env = env_of(templates[name])
+        assert env["LLMW_MILVUS_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+            "key": "LLMW_MILVUS_TOKEN",
+            "name": "milvus-creds",
+            "optional": True,
+        }
+        assert env["LLMW_MILVUS_URI"]["value"] == "http://milvus.example:19530"
+    assert "LLMW_MILVUS_URI" not in env_of(templates["plan"])
+
+
+def test_template_arguments_are_checked_and_stringified() -> None:
+    from components.registry import ParameterError
+
+    assert template_arguments(NAME, {"source": "s3://docs/a", "prune": True}) == {
+        "source": "s3://docs/a",
+        "collection": "documents",
+        "milvus_uri": "",
+        "prune": "true",
+    }
+    with pytest.raises(ParameterError, match="unknown parameter 'colection'"):
+        template_arguments(NAME, {"source": "x", "colection": "c"})
+
+
+def test_yaml_is_stable_for_equal_documents(default_settings: Any) -> None:
+    document = render_template(NAME, default_settings)
+    assert to_yaml(copy.deepcopy(document)) == to_yaml(document)

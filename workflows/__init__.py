@@ -1,0 +1,1 @@
+"""Argo Workflows (Hera): WorkflowTemplates over components/ steps; render, run, submit."""

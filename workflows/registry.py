@@ -1,0 +1,47 @@
+"""Job name -> Hera WorkflowTemplate builder. Names and parameter models are
+``components.registry.JOBS``'s; adding a job is one entry here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from hera.workflows import WorkflowTemplate
+
+from components.registry import get_job
+from components.settings import Settings
+from workflows import ingestion
+
+TemplateBuilder = Callable[[Settings], WorkflowTemplate]
+
+TEMPLATES: dict[str, TemplateBuilder] = {
+    ingestion.TEMPLATE_NAME: ingestion.build_template,
+}
+
+
+def get_template(name: str, settings: Settings) -> WorkflowTemplate:
+    """The WorkflowTemplate of a registered job; UnknownPipelineError (listing the known ones)."""
+    get_job(name)
+    return TEMPLATES[name](settings)
+
+
+def argument_text(value: Any) -> str:
+    """A parameter value as Argo passes it: a string (``true``/``false``, JSON for the rest)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, separators=(",", ":"))
+
+
+def template_arguments(name: str, params: dict[str, Any]) -> dict[str, str]:
+    """Parameters checked against the job's model, as the template's (string) arguments.
+
+    Unset optional values (None) become "" (``milvus_uri``: "use the settings' Milvus").
+    Raises ParameterError naming each problem and the valid parameters.
+    """
+    model = get_job(name).validate(params)
+    return {key: argument_text(value) for key, value in model.model_dump(mode="json").items()}
