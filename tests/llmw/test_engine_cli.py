@@ -80,3 +80,33 @@ def test_submit_reports_an_unreachable_server_clearly() -> None:
     )
     assert result.returncode == 1
     assert "127.0.0.1:9" in result.stderr
+
+
+def test_both_local_engines_leave_what_llmw_ingest_leaves(tmp_path: Path) -> None:
+    """The sample corpus through `llmw run` on each local engine and through `llmw ingest`."""
+    from tests.conftest import EXAMPLE_DOCS
+    from tests.milvus_rows import read_manifest, read_rows
+
+    uris = {name: str(tmp_path / f"{name}.db") for name in ("ingest", "kfp", "argo")}
+    env = {"LLMW_PARTITION_WORKERS": "0"}
+    done = llmw("ingest", str(EXAMPLE_DOCS), "--milvus-uri", uris["ingest"], "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    for engine, name in (("kfp-local", "kfp"), ("argo-local", "argo")):
+        ran = llmw(
+            "run",
+            "document-ingestion",
+            "--engine",
+            engine,
+            "-p",
+            f"source={EXAMPLE_DOCS}",
+            "-p",
+            f"milvus_uri={uris[name]}",
+            env=env,
+        )
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        assert '"new": 12' in ran.stdout
+    expected_rows, expected_manifest = read_rows(uris["ingest"]), read_manifest(uris["ingest"])
+    assert len(expected_rows) > 12
+    for name in ("kfp", "argo"):
+        assert read_rows(uris[name]) == expected_rows, name
+        assert read_manifest(uris[name]) == expected_manifest, name
