@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from llmw.progress import StatusLine
+
 if TYPE_CHECKING:
     from components.batch_models import BatchReport
 
@@ -59,8 +61,8 @@ def infer(
         typer.echo(f"error: {problems}", err=True)
         raise typer.Exit(2) from None
     try:
-        with _Progress(enabled=sys.stderr.isatty() and not as_json) as progress:
-            report = run_batch(params, progress=progress.update)
+        with StatusLine(enabled=sys.stderr.isatty() and not as_json) as line:
+            report = run_batch(params, progress=lambda r: line.show(_describe(r)))
     except (InputRefusedError, FileNotFoundError, RuntimeError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -80,37 +82,11 @@ def infer(
         raise typer.Exit(EXIT_ROW_ERRORS)
 
 
-class _Progress:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress: object = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            progress.start()
-            self._task = progress.add_task("starting")
-            self._progress = progress
-        return self
-
-    def update(self, report: BatchReport) -> None:
-        if self._progress is not None:
-            text = (
-                f"rows {report.rows} · {report.rows_per_second:.1f} rows/s · "
-                f"{report.tokens_per_second:.1f} tokens/s · errors {report.errors}"
-            )
-            self._progress.update(self._task, description=text)  # type: ignore[attr-defined]
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()  # type: ignore[attr-defined]
+def _describe(report: BatchReport) -> str:
+    return (
+        f"rows {report.rows} · {report.rows_per_second:.1f} rows/s · "
+        f"{report.tokens_per_second:.1f} tokens/s · errors {report.errors}"
+    )
 
 
 def _print(report: BatchReport) -> None:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from llmw.progress import StatusLine
+
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
@@ -73,8 +75,8 @@ def ingest(
     except ValidationError as exc:
         raise _fail(_validation_message(exc)) from None
     try:
-        with _Progress(enabled=sys.stderr.isatty()) as progress:
-            report = run_ingest(params, settings, progress=progress.update)
+        with StatusLine(enabled=sys.stderr.isatty()) as line:
+            report = run_ingest(params, settings, progress=_OutcomeCounter(line).update)
     except (FileNotFoundError, ValueError, SchemaMismatchError) as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -128,38 +130,16 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(exc)
 
 
-class _Progress:
-    """A rich progress line on a terminal (documents by outcome); nothing elsewhere."""
+class _OutcomeCounter:
+    """Documents by outcome, shown on the status line as they finish."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, line: StatusLine) -> None:
+        self.line = line
         self.counts: dict[str, int] = {}
-        self._progress: object = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            progress.start()
-            self._task = progress.add_task("listing")
-            self._progress = progress
-        return self
 
     def update(self, outcome: str, ref: object) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
-        if self._progress is not None:
-            summary = " · ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
-            self._progress.update(self._task, description=summary)  # type: ignore[attr-defined]
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()  # type: ignore[attr-defined]
+        self.line.show(" · ".join(f"{k} {v}" for k, v in sorted(self.counts.items())))
 
 
 def _print_report(report: IngestReport) -> None:

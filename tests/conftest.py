@@ -135,3 +135,21 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_lm import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No LLMW_* variable (nor config file) from the developer's shell leaks into settings."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("LLMW_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def default_settings(clean_env: None) -> Any:
+    """The shipped defaults: what the golden files are compiled and rendered with."""
+    from components.settings import Settings
+
+    return Settings()
