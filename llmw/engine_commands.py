@@ -6,7 +6,6 @@ Parameters are validated against the job's model before anything runs or is sent
 from __future__ import annotations
 
 import json
-import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -150,50 +149,51 @@ def _submit(
     experiment: str | None,
     run_name: str | None,
 ) -> Any:
-    if engine is RemoteEngine.kfp:
-        from pipelines.submit import SubmitError, submit_run
-
-        try:
-            return submit_run(pipeline, params, settings, experiment, run_name)
-        except SubmitError as exc:
-            raise _fail(str(exc), 1) from None
-    from workflows.submit import SubmitError as ArgoSubmitError
-    from workflows.submit import submit_workflow
+    from components.runs import SubmitError
 
     try:
+        if engine is RemoteEngine.kfp:
+            from pipelines.submit import submit_run
+
+            return submit_run(pipeline, params, settings, experiment, run_name)
+        from workflows.submit import submit_workflow
+
         return submit_workflow(pipeline, params, settings, run_name=run_name)
-    except ArgoSubmitError as exc:
+    except SubmitError as exc:
         raise _fail(str(exc), 1) from None
 
 
 def _status(run_id: str, engine: RemoteEngine, settings: Any) -> Any:
-    if engine is RemoteEngine.kfp:
-        from pipelines.submit import SubmitError, run_status
-
-        try:
-            return run_status(run_id, settings)
-        except SubmitError as exc:
-            raise _fail(str(exc), 1) from None
-    from workflows.submit import SubmitError as ArgoSubmitError
-    from workflows.submit import workflow_status
+    from components.runs import SubmitError
 
     try:
+        if engine is RemoteEngine.kfp:
+            from pipelines.submit import run_status
+
+            return run_status(run_id, settings)
+        from workflows.submit import workflow_status
+
         return workflow_status(run_id, settings)
-    except ArgoSubmitError as exc:
+    except SubmitError as exc:
         raise _fail(str(exc), 1) from None
 
 
-def _wait(run_id: str, engine: RemoteEngine, settings: Any, poll_s: float = 5.0) -> Any:
-    terminal = {"succeeded", "success", "failed", "error", "skipped", "canceled", "cancelled"}
-    last = None
-    while True:
-        status = _status(run_id, engine, settings)
-        if status.state != last:
-            typer.echo(f"{run_id}: {status.state}")
-            last = status.state
-        if str(status.state).lower() in terminal:
-            return status
-        time.sleep(poll_s)
+def _wait(run_id: str, engine: RemoteEngine, settings: Any) -> Any:
+    from components.runs import SubmitError
+
+    def say(status: Any) -> None:
+        typer.echo(f"{run_id}: {status.state}")
+
+    try:
+        if engine is RemoteEngine.kfp:
+            from pipelines.submit import wait_for_run
+
+            return wait_for_run(run_id, settings, on_change=say)
+        from workflows.submit import wait_for_workflow
+
+        return wait_for_workflow(run_id, settings, on_change=say)
+    except SubmitError as exc:
+        raise _fail(str(exc), 1) from None
 
 
 def _plain(value: Any) -> Any:

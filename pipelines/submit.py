@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -22,8 +21,8 @@ from typing import Any, TypeVar
 import kfp
 import urllib3
 from kfp_server_api.exceptions import ApiException
-from pydantic import BaseModel
 
+from components.runs import RunStatus, SubmitError, SubmittedRun, follow
 from components.settings import Settings
 from pipelines.compiler import SUFFIX, compile_text
 from pipelines.registry import pipeline_arguments
@@ -36,24 +35,6 @@ HINTS = {
     409: "it conflicts with an existing resource",
 }
 T = TypeVar("T")
-
-
-class SubmitError(RuntimeError):
-    """A request to the KFP API that failed; the message says which, and why."""
-
-
-class SubmittedRun(BaseModel):
-    run_id: str
-    url: str
-    experiment_id: str
-    state: str
-
-
-class RunStatus(BaseModel):
-    run_id: str
-    state: str
-    url: str
-    error: str | None = None
 
 
 class _Client(kfp.Client):
@@ -188,17 +169,7 @@ def wait_for_run(
     on_change: Callable[[RunStatus], None] | None = None,
 ) -> RunStatus:
     """Poll until the run ends; returns its last status. SubmitError after ``timeout_s``."""
-    started = time.monotonic()
     client = make_client(settings)
-    last: str | None = None
-    while True:
-        status = run_status(run_id, settings, client)
-        if status.state != last:
-            last = status.state
-            if on_change is not None:
-                on_change(status)
-        if status.state.upper() in TERMINAL_STATES:
-            return status
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            raise SubmitError(f"run {run_id} is still {status.state} after {timeout_s:g} s")
-        time.sleep(poll_s)
+    return follow(
+        lambda: run_status(run_id, settings, client), TERMINAL_STATES, timeout_s, poll_s, on_change
+    )

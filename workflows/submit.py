@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,8 +23,8 @@ import requests
 from hera.exceptions import HeraException
 from hera.workflows import WorkflowsService
 from hera.workflows.models import SubmitOpts, Workflow, WorkflowSubmitRequest
-from pydantic import BaseModel
 
+from components.runs import RunStatus, SubmitError, SubmittedRun, follow
 from components.settings import Settings
 from workflows.registry import template_arguments
 
@@ -39,27 +38,6 @@ HINTS = {
 }
 _SERVER_MESSAGE = re.compile(r"status code (\d+) with message: `(.*)`\Z", re.DOTALL)
 RUN_LABELS = "app.kubernetes.io/part-of=llm-workflows"
-
-
-class SubmitError(RuntimeError):
-    """A request to the Argo Server that failed; the message says which, and why."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class SubmittedRun(BaseModel):
-    run_id: str  # the Workflow's name
-    url: str
-    state: str
-
-
-class RunStatus(BaseModel):
-    run_id: str
-    state: str  # Pending, Running, Succeeded, Failed, Error
-    url: str
-    error: str | None = None
 
 
 def run_url(run_id: str, settings: Settings) -> str:
@@ -178,17 +156,11 @@ def wait_for_workflow(
     on_change: Callable[[RunStatus], None] | None = None,
 ) -> RunStatus:
     """Poll until the run ends; returns its last status. SubmitError after ``timeout_s``."""
-    started = time.monotonic()
-    last: str | None = None
     with make_service(settings) as service:
-        while True:
-            status = workflow_status(run_id, settings, service)
-            if status.state != last:
-                last = status.state
-                if on_change is not None:
-                    on_change(status)
-            if status.state in TERMINAL_STATES:
-                return status
-            if timeout_s is not None and time.monotonic() - started > timeout_s:
-                raise SubmitError(f"run {run_id} is still {status.state} after {timeout_s:g} s")
-            time.sleep(poll_s)
+        return follow(
+            lambda: workflow_status(run_id, settings, service),
+            TERMINAL_STATES,
+            timeout_s,
+            poll_s,
+            on_change,
+        )
