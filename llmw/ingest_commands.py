@@ -173,7 +173,8 @@ def _print_hits(query: str, hits: list[SearchHit]) -> None:
     table.add_column("source")
     table.add_column("text")
     for rank, hit in enumerate(hits, 1):
-        text = hit.text if len(hit.text) <= 300 else hit.text[:297] + "..."
+        flat = " ".join(hit.text.split())  # a table cell reads better without PDF line breaks
+        text = flat if len(flat) <= 300 else flat[:297] + "..."
         source = hit.source_uri.rsplit("/", 1)[-1]
         table.add_row(str(rank), f"{hit.score:.3f}", source, text)
     Console().print(table)
