@@ -188,12 +188,12 @@ def _print(small: dict[str, Any], large: dict[str, Any], scale: int) -> None:
         ("rerun / first", f"{small['rerun_s'] / small['first_s']:.4f}", "<= 0.02"),
         (f"corpus ({scale}x)", f"{large['documents']} docs, {large['chunks']} chunks", ""),
         (
-            "peak RSS 1x MB (main / children: workers, Milvus Lite)",
+            "peak RSS 1x MB (main / partition workers)",
             f"{small['peak_rss_mb']:.0f} / {small['worker_peak_rss_mb']:.0f}",
             "",
         ),
         (
-            f"peak RSS {scale}x MB (main / children)",
+            f"peak RSS {scale}x MB (main / partition workers)",
             f"{large['peak_rss_mb']:.0f} / {large['worker_peak_rss_mb']:.0f}",
             "",
         ),
