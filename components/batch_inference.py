@@ -16,7 +16,7 @@ from typing import Any
 
 from components.batch_io import InputItem, ResultWriter, error_result, read_items
 from components.batch_models import BatchParams, BatchReport, BatchResult, BatchRow
-from components.ids import stable_shard
+from components.ids import Shard
 from components.inference_engines import InferenceEngine
 from components.settings import Settings, get_settings
 
@@ -42,13 +42,6 @@ def make_engine(params: BatchParams, settings: Settings) -> InferenceEngine:
     from components.inference_engines import TransformersEngine
 
     return TransformersEngine(params.model, batch_size=params.batch_size)
-
-
-def _shard(text: str) -> tuple[int, int]:
-    index, count = (int(x) for x in text.split("/"))
-    if not 0 <= index < count:
-        raise ValueError(f"shard {text!r}: need 0 <= I < N")
-    return index, count
 
 
 @contextlib.contextmanager
@@ -106,7 +99,7 @@ def run_batch(
 ) -> BatchReport:
     """Run the rows of ``params.input`` that this shard owns and that aren't written yet."""
     settings = settings or get_settings()
-    shard_index, shard_count = _shard(params.shard)
+    shard = Shard.parse(params.shard)
     report = BatchReport()
     started = time.perf_counter()
     with _local_input(params.input, settings) as input_path, tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +139,7 @@ def run_batch(
         def owned(all_items: Iterator[InputItem]) -> Iterator[BatchRow]:
             for item in all_items:
                 key = item.custom_id or f"line:{item.line}"
-                if stable_shard(key, shard_count) != shard_index:
+                if not shard.owns(key):
                     continue
                 if item.key in writer.done:
                     report.skipped += 1

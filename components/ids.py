@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 # uuid5 namespace for documents: the URL namespace, since canonical source URIs are URLs.
@@ -37,3 +38,26 @@ def pipeline_fingerprint(**settings: Any) -> str:
 def stable_shard(key: str, shards: int) -> int:
     """The shard (0..shards-1) a key belongs to, the same on every machine and run."""
     return int(sha256_hex(key)[:12], 16) % shards
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: the documents whose doc_id hashes to it."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``I/N`` -> Shard(I, N)."""
+        try:
+            index_text, count_text = text.split("/")
+            shard = cls(int(index_text), int(count_text))
+        except ValueError:
+            raise ValueError(f"shard must look like I/N (for example 0/4), got {text!r}") from None
+        if not 0 <= shard.index < shard.count:
+            raise ValueError(f"shard {text!r}: need 0 <= I < N")
+        return shard
+
+    def owns(self, doc_id: str) -> bool:
+        return stable_shard(doc_id, self.count) == self.index

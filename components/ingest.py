@@ -21,7 +21,7 @@ from itertools import islice
 from typing import Any
 
 from components.embedders import Embedder, EmbeddingError, make_embedder
-from components.ids import chunk_key, doc_id_for, pipeline_fingerprint, sha256_hex, stable_shard
+from components.ids import Shard, chunk_key, doc_id_for, pipeline_fingerprint, sha256_hex
 from components.ingest_models import DocumentIssue, IngestParams, IngestReport
 from components.milvus_store import ChunkStore, DocumentState, pack_keys, unpack_keys
 from components.partition import Chunk, ChunkingConfig, DocumentError
@@ -42,29 +42,6 @@ ROW_OVERHEAD_BYTES = 512
 
 class PruneRefusedError(RuntimeError):
     """Prune would have deleted too much, or the listing it would trust is empty."""
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Shard ``index`` of ``count``: the documents whose doc_id hashes to it."""
-
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        """``I/N`` -> Shard(I, N)."""
-        try:
-            index_text, count_text = text.split("/")
-            shard = cls(int(index_text), int(count_text))
-        except ValueError:
-            raise ValueError(f"shard must look like I/N (for example 0/4), got {text!r}") from None
-        if not 0 <= shard.index < shard.count:
-            raise ValueError(f"shard {text!r}: need 0 <= I < N")
-        return shard
-
-    def owns(self, doc_id: str) -> bool:
-        return stable_shard(doc_id, self.count) == self.index
 
 
 @dataclass

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from llmw.progress import fail
+
 PARAM_HELP = "KEY=VALUE, repeatable; keys are the pipeline's parameters."
 
 
@@ -23,11 +25,6 @@ class LocalEngine(StrEnum):
 class RemoteEngine(StrEnum):
     kfp = "kfp"
     argo = "argo"
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def validated_params(pipeline: str, assignments: list[str] | None) -> dict[str, Any]:
@@ -43,7 +40,7 @@ def validated_params(pipeline: str, assignments: list[str] | None) -> dict[str, 
         job = get_job(pipeline)
         model = job.validate(parse_assignments(assignments or []))
     except (UnknownPipelineError, ParameterError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     return model.model_dump(mode="json")
 
 
@@ -66,7 +63,7 @@ def compile_command(
         written = render_all(out, settings, settings.schemas_dir)
         written += compile_all(out, settings)
     except (PipelineSpecError, ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     for path in written:
         typer.echo(str(path))
 
@@ -90,7 +87,7 @@ def run_command(
         try:
             result = run_kfp_local(pipeline, params, settings)
         except KfpRunError as exc:
-            raise _fail(str(exc), 1) from None
+            raise fail(str(exc), 1) from None
     else:
         from workflows.local_runner import LocalRunError as ArgoRunError
         from workflows.local_runner import run_local as run_argo_local
@@ -98,7 +95,7 @@ def run_command(
         try:
             result = run_argo_local(pipeline, params, settings)["report"]
         except ArgoRunError as exc:
-            raise _fail(str(exc), 1) from None
+            raise fail(str(exc), 1) from None
     typer.echo(json.dumps(result, default=str, indent=2))
 
 
@@ -135,9 +132,9 @@ def status_command(
 
     status = _status(run_id, engine, get_settings())
     if as_json:
-        typer.echo(json.dumps(_plain(status)))
+        typer.echo(status.model_dump_json())
     else:
-        error = f" ({status.error})" if getattr(status, "error", None) else ""
+        error = f" ({status.error})" if status.error else ""
         typer.echo(f"{status.run_id}: {status.state}{error} {status.url}")
 
 
@@ -160,7 +157,7 @@ def _submit(
 
         return submit_workflow(pipeline, params, settings, run_name=run_name)
     except SubmitError as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
 
 
 def _status(run_id: str, engine: RemoteEngine, settings: Any) -> Any:
@@ -175,7 +172,7 @@ def _status(run_id: str, engine: RemoteEngine, settings: Any) -> Any:
 
         return workflow_status(run_id, settings)
     except SubmitError as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
 
 
 def _wait(run_id: str, engine: RemoteEngine, settings: Any) -> Any:
@@ -193,11 +190,4 @@ def _wait(run_id: str, engine: RemoteEngine, settings: Any) -> Any:
 
         return wait_for_workflow(run_id, settings, on_change=say)
     except SubmitError as exc:
-        raise _fail(str(exc), 1) from None
-
-
-def _plain(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if dump is not None:
-        return dump(mode="json")
-    return dict(vars(value))
+        raise fail(str(exc), 1) from None

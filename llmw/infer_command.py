@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmw.progress import StatusLine
+from llmw.progress import StatusLine, fail
 
 if TYPE_CHECKING:
     from components.batch_models import BatchReport
@@ -58,14 +58,12 @@ def infer(
         )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        typer.echo(f"error: {problems}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(problems) from None
     try:
         with StatusLine(enabled=sys.stderr.isatty() and not as_json) as line:
             report = run_batch(params, progress=lambda r: line.show(_describe(r)))
     except (InputRefusedError, FileNotFoundError, RuntimeError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     summary = {
         "rows": report.rows,
         "skipped": report.skipped,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmw.progress import StatusLine
+from llmw.progress import StatusLine, fail
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -27,11 +27,6 @@ MilvusUriOption = Annotated[
     typer.Option("--milvus-uri", help="Milvus Lite file or server URL [default: LLMW_MILVUS_URI]"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def ingest(
@@ -73,18 +68,18 @@ def ingest(
             prune=prune,
         )
     except ValidationError as exc:
-        raise _fail(_validation_message(exc)) from None
+        raise fail(_validation_message(exc)) from None
     try:
         with StatusLine(enabled=sys.stderr.isatty()) as line:
             report = run_ingest(params, settings, progress=_OutcomeCounter(line).update)
     except (FileNotFoundError, ValueError, SchemaMismatchError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(report.to_cli_json()))
     else:
         _print_report(report)
     if report.prune_error:
-        raise _fail(report.prune_error, EXIT_PRUNE_REFUSED)
+        raise fail(report.prune_error, EXIT_PRUNE_REFUSED)
     if report.documents.failed:
         raise typer.Exit(EXIT_DOCUMENTS_FAILED)
 
@@ -108,7 +103,7 @@ def search(
             query, collection=collection, milvus_uri=milvus_uri, top_k=top_k, hybrid=hybrid
         )
     except (ValueError, SchemaMismatchError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps([_hit_json(hit) for hit in hits]))
     else:

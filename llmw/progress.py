@@ -1,8 +1,16 @@
-"""A one-line live status on a terminal (rich), and nothing at all elsewhere."""
+"""The CLI's output helpers: a live status line on a terminal, and errors on stderr."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import typer
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` on stderr; the caller raises the returned Exit."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
 
 
 class StatusLine:
