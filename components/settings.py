@@ -98,6 +98,37 @@ class Settings(BaseSettings):
     s3_credentials_secret: str = "llmw-minio-credentials"
     milvus_credentials_secret: str = "llmw-milvus-credentials"
     cluster_milvus_uri: str = "http://milvus.ai-ml.svc.cluster.local:19530"
+    # NATS (the bridge and `llmw trigger`). Credentials: user/password, a token, an nkey seed file
+    # or a creds file; TLS with a CA and an optional client certificate.
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
+    nats_nkey_seed_file: Path | None = None
+    nats_creds_file: Path | None = None
+    nats_tls_ca_file: Path | None = None
+    nats_tls_cert_file: Path | None = None
+    nats_tls_key_file: Path | None = None
+    # The bridge: its stream, consumer, claim bucket, limits and HTTP port (health and metrics).
+    bridge_stream: str = "AI_PIPELINE"
+    bridge_consumer: str = "llmw-bridge"
+    bridge_kv_bucket: str = "ai_pipeline_requests"
+    bridge_max_message_bytes: int = Field(64 * 1024, gt=0)
+    bridge_ack_wait_s: float = Field(60.0, gt=0)
+    bridge_max_deliver: int = Field(20, ge=1)
+    bridge_workers: int = Field(4, ge=1)
+    bridge_poll_s: float = Field(5.0, gt=0)
+    bridge_fetch_batch: int = Field(64, ge=1, le=1024)
+    bridge_max_in_flight: int = Field(256, ge=1)
+    bridge_retry_base_s: float = Field(1.0, gt=0)  # nak delay after a transient failure, doubling
+    bridge_retry_max_s: float = Field(60.0, gt=0)
+    bridge_http_host: str = "0.0.0.0"
+    bridge_http_port: int = Field(8080, ge=0, le=65535)
+    bridge_image: str | None = None  # None: component_image
+    bridge_namespace: str = "ai-ml"
+    bridge_nats_secret: str = "llmw-nats-credentials"
+    bridge_engine_secret: str = "llmw-engine-credentials"  # LLMW_KFP_TOKEN, LLMW_ARGO_TOKEN
+
     # Where the pinned upstream schemas live (validation of what `llmw compile` renders).
     schemas_dir: Path = Path("../shared/schemas")
 

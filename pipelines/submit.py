@@ -108,9 +108,13 @@ def submit_run(
     settings: Settings,
     experiment: str | None = None,
     run_name: str | None = None,
+    reuse: bool = False,
 ) -> SubmittedRun:
     """Compile pipeline ``name`` and start a run of it in ``experiment`` (default: the
     pipeline's name), which is created when missing. Returns the run id and its UI link.
+
+    With ``reuse`` (and a ``run_name``), a run of that display name already in the experiment is
+    returned instead of starting another: the bridge's retries are idempotent this way.
 
     Raises ParameterError/UnknownPipelineError before anything is sent, SubmitError when the
     API refuses or cannot be reached.
@@ -127,6 +131,10 @@ def submit_run(
             # create_experiment looks the name up first and creates it only when missing.
             found = _quiet(lambda: client.create_experiment(name=experiment_name))
         experiment_id = str(found.experiment_id)
+        if reuse and run_name:
+            existing = _find_run(client, experiment_id, run_name, settings)
+            if existing is not None:
+                return existing
         with _api(f"creating a run of {name!r}", settings):
             result = _quiet(
                 lambda: client.create_run_from_pipeline_package(
@@ -137,6 +145,33 @@ def submit_run(
                 )
             )
     run = result.run_info
+    run_id = str(run.run_id)
+    return SubmittedRun(
+        run_id=run_id,
+        url=run_url(run_id, settings),
+        experiment_id=str(run.experiment_id or experiment_id),
+        state=str(run.state or "PENDING"),
+    )
+
+
+def _find_run(
+    client: kfp.Client, experiment_id: str, display_name: str, settings: Settings
+) -> SubmittedRun | None:
+    """The newest run of ``display_name`` in the experiment, if there is one."""
+    predicate = {"key": "display_name", "operation": "EQUALS", "string_value": display_name}
+    with _api(f"looking up run {display_name!r}", settings):
+        found = _quiet(
+            lambda: client.list_runs(
+                experiment_id=experiment_id,
+                filter=json.dumps({"predicates": [predicate]}),
+                sort_by="created_at desc",
+                page_size=1,
+            )
+        )
+    runs = found.runs or []
+    if not runs:
+        return None
+    run = runs[0]
     run_id = str(run.run_id)
     return SubmittedRun(
         run_id=run_id,

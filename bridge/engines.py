@@ -1,0 +1,230 @@
+"""The engines a request can run on, behind one interface: submit by run name, read a status.
+
+Submission is idempotent on the run name, which the bridge derives from the ``request_id``: Argo
+refuses a second Workflow of the same name (409) and the existing one is adopted; KFP runs are
+looked up by display name in their experiment first; local runs are keyed by name. So a bridge
+killed between submitting and recording the run id never makes a second run when it retries.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Protocol
+
+from bridge.messages import ENGINES, RunState
+from components.runs import RunStatus, SubmitError, SubmittedRun
+from components.settings import Settings
+
+# Engine words -> the contract's states (KFP upper case, Argo capitalised, local runs lower).
+_STATES = {
+    "pending": RunState.submitted,
+    "running": RunState.running,
+    "canceling": RunState.running,
+    "paused": RunState.running,
+    "succeeded": RunState.succeeded,
+    "success": RunState.succeeded,
+    "skipped": RunState.succeeded,
+    "failed": RunState.failed,
+    "error": RunState.failed,
+    "canceled": RunState.failed,
+    "cancelled": RunState.failed,
+}
+TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class Engine(Protocol):
+    """What the bridge needs of an engine; ``submit`` must be idempotent on ``run_name``."""
+
+    name: str
+
+    def submit(
+        self, pipeline: str, params: dict[str, Any], run_name: str, experiment: str | None
+    ) -> SubmittedRun: ...
+
+    def status(self, run_id: str) -> RunStatus: ...
+
+    def close(self) -> None: ...
+
+
+def run_state(engine_state: str) -> RunState:
+    """An engine's own state word as a contract state (unknown words count as running)."""
+    return _STATES.get(engine_state.strip().lower(), RunState.running)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying a failed submission may succeed (unreachable, 5xx, 429, timeouts)."""
+    if isinstance(exc, SubmitError):
+        return exc.status is None or exc.status in TRANSIENT_HTTP
+    return isinstance(exc, OSError | TimeoutError)
+
+
+def run_name_for(pipeline: str, request_id: str) -> str:
+    """A Kubernetes-safe run name that is the same for every delivery of one request."""
+    from components.ids import sha256_hex
+
+    readable = "".join(c if c.isalnum() else "-" for c in request_id.lower()).strip("-")[:30]
+    return f"{pipeline}-{readable}-{sha256_hex(request_id)[:8]}".strip("-")[:63]
+
+
+class KfpEngine:
+    """Kubeflow Pipelines over its REST API (``LLMW_KFP_*``)."""
+
+    name = "kfp"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def submit(
+        self, pipeline: str, params: dict[str, Any], run_name: str, experiment: str | None
+    ) -> SubmittedRun:
+        from pipelines.submit import submit_run
+
+        return submit_run(pipeline, params, self.settings, experiment, run_name, reuse=True)
+
+    def status(self, run_id: str) -> RunStatus:
+        from pipelines.submit import run_status
+
+        return run_status(run_id, self.settings)
+
+    def close(self) -> None:
+        return None
+
+
+class ArgoEngine:
+    """Argo Workflows through the Argo Server (``LLMW_ARGO_*``)."""
+
+    name = "argo"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def submit(
+        self, pipeline: str, params: dict[str, Any], run_name: str, experiment: str | None
+    ) -> SubmittedRun:
+        from workflows.submit import run_url, submit_workflow, workflow_status
+
+        try:
+            return submit_workflow(pipeline, params, self.settings, run_name=run_name)
+        except SubmitError as exc:
+            if exc.status != 409:
+                raise
+        # Submitted before, by a bridge that died before it could record the run: adopt it.
+        found = workflow_status(run_name, self.settings)
+        return SubmittedRun(
+            run_id=run_name, url=run_url(run_name, self.settings), state=found.state
+        )
+
+    def status(self, run_id: str) -> RunStatus:
+        from workflows.submit import workflow_status
+
+        return workflow_status(run_id, self.settings)
+
+    def close(self) -> None:
+        return None
+
+
+def _run_locally(kind: str, pipeline: str, params: dict[str, Any], run_name: str) -> str:
+    """In a worker process: run the whole pipeline with the local engine; its report as text."""
+    import json
+
+    from components.settings import get_settings
+
+    settings = get_settings()
+    if kind == "kfp-local":
+        from pipelines.local_run import run_local as run_kfp_local
+
+        return json.dumps(run_kfp_local(pipeline, params, settings), default=str)
+    from workflows.local_runner import run_local as run_argo_local
+
+    result = run_argo_local(pipeline, params, settings, run_name=run_name)
+    return json.dumps(result["report"], default=str)
+
+
+class LocalEngine:
+    """kfp.local or the argo-local executor, in a bounded pool of worker processes.
+
+    Runs live as long as this process: after a restart, a run it was doing is reported failed
+    (``interrupted``) rather than started a second time.
+    """
+
+    def __init__(self, name: str, workers: int) -> None:
+        if name not in ("kfp-local", "argo-local"):
+            raise ValueError(f"{name!r} is not a local engine")
+        self.name = name
+        # spawn: the bridge's event loop and NATS threads must not be forked into workers.
+        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self._runs: dict[str, Future[str]] = {}
+        self._lock = threading.Lock()
+
+    def submit(
+        self, pipeline: str, params: dict[str, Any], run_name: str, experiment: str | None
+    ) -> SubmittedRun:
+        with self._lock:
+            if run_name not in self._runs:
+                future = self._pool.submit(_run_locally, self.name, pipeline, params, run_name)
+                self._runs[run_name] = future
+        return SubmittedRun(run_id=run_name, url=f"{self.name}://{run_name}", state="Running")
+
+    def status(self, run_id: str) -> RunStatus:
+        url = f"{self.name}://{run_id}"
+        future = self._runs.get(run_id)
+        if future is None:
+            return RunStatus(
+                run_id=run_id,
+                state="Failed",
+                url=url,
+                error="interrupted: the bridge restarted while this local run was in progress",
+            )
+        if not future.done():
+            return RunStatus(run_id=run_id, state="Running", url=url)
+        exc = future.exception()
+        if exc is not None:
+            return RunStatus(run_id=run_id, state="Failed", url=url, error=str(exc) or repr(exc))
+        return RunStatus(run_id=run_id, state="Succeeded", url=url)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+EngineFactory = Callable[[str, Settings], Engine]
+
+
+def make_engine(name: str, settings: Settings) -> Engine:
+    """The engine called ``name`` (one of ``ENGINES``)."""
+    if name in ("kfp-local", "argo-local"):
+        return LocalEngine(name, settings.bridge_workers)
+    if name == "kfp":
+        return KfpEngine(settings)
+    if name == "argo":
+        return ArgoEngine(settings)
+    raise ValueError(f"unknown engine {name!r} (engines: {', '.join(ENGINES)})")
+
+
+class EngineSet:
+    """Engines made on first use and closed together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        factory: EngineFactory = make_engine,
+        preset: Iterable[Engine] = (),
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self._engines: dict[str, Engine] = {engine.name: engine for engine in preset}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Engine:
+        with self._lock:
+            if name not in self._engines:
+                self._engines[name] = self.factory(name, self.settings)
+            return self._engines[name]
+
+    def close(self) -> None:
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            engine.close()

@@ -1,0 +1,116 @@
+"""Follows submitted runs to their end and publishes each change of state.
+
+After a restart it picks up every claim the KV says was submitted and has not ended. Events go out
+before the record is saved, so a crash may repeat an event, never lose one; ``running`` is always
+published before a final state, even when the run ended between two polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.js import JetStreamContext
+
+from bridge.claims import ClaimRecord, ClaimStore
+from bridge.engines import EngineSet, run_state
+from bridge.messages import RunState, StatusError, status_subject
+from bridge.metrics import BridgeMetrics
+from components.settings import Settings
+
+log = logging.getLogger("llmw.bridge.watcher")
+
+
+class Watcher:
+    """Polls each followed run every ``bridge_poll_s`` until it ends."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        js: JetStreamContext,
+        claims: ClaimStore,
+        engines: EngineSet,
+        metrics: BridgeMetrics,
+    ) -> None:
+        self.settings = settings
+        self.js = js
+        self.claims = claims
+        self.engines = engines
+        self.metrics = metrics
+        self._followed: dict[str, tuple[ClaimRecord, int]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._polls = asyncio.Semaphore(settings.bridge_workers)
+
+    async def start(self) -> None:
+        """Resume the runs the KV says are not done, then poll in the background."""
+        for record, revision in await self.claims.unfinished():
+            self.follow(record, revision)
+        if self._followed:
+            log.info("resuming %d unfinished runs", len(self._followed))
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def follow(self, record: ClaimRecord, revision: int) -> None:
+        self._followed[record.request_id] = (record, revision)
+
+    @property
+    def following(self) -> int:
+        return len(self._followed)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.bridge_poll_s)
+            await self.poll_once()
+
+    async def poll_once(self) -> None:
+        """One pass over every followed run."""
+        items = list(self._followed.values())
+        await asyncio.gather(*(self._check(record, revision) for record, revision in items))
+
+    async def _check(self, record: ClaimRecord, revision: int) -> None:
+        extra = {"request_id": record.request_id, "run_id": record.run_id, "engine": record.engine}
+        assert record.run_id is not None
+        try:
+            async with self._polls:
+                engine = self.engines.get(record.engine)
+                status = await asyncio.to_thread(engine.status, record.run_id)
+        except Exception as exc:  # the engine's API is down: try again next pass
+            log.warning("cannot read the run's status: %s", exc, extra=extra)
+            return
+        state = run_state(status.state)
+        if state is record.state or state is RunState.submitted:
+            return
+        updated = record.model_copy(deep=True)
+        try:
+            if state.final and updated.state is not RunState.running:
+                updated.state = RunState.running
+                await self._publish(updated)
+            updated.state = state
+            if state is RunState.failed:
+                message = status.error or "run failed"
+                updated.error = StatusError(code="run_failed", message=message)
+            if status.url:
+                updated.run_url = status.url
+            await self._publish(updated)
+            revision = await self.claims.save(updated, revision)
+        except Exception as exc:  # NATS away: the next pass repeats it
+            log.warning("cannot publish the run's status: %s", exc, extra=extra)
+            return
+        log.info("run %s", state.value, extra={**extra, "state": state.value})
+        if not state.final:
+            self._followed[record.request_id] = (updated, revision)
+            return
+        self._followed.pop(record.request_id, None)
+        if state is RunState.succeeded:
+            self.metrics.runs_succeeded.labels(engine=record.engine).inc()
+        else:
+            self.metrics.failed.labels(engine=record.engine).inc()
+
+    async def _publish(self, record: ClaimRecord) -> None:
+        await self.js.publish(status_subject(record.request_id), record.status().encode())

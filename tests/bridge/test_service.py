@@ -1,0 +1,169 @@
+"""The bridge on a real nats-server: one run per request, status events in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bridge.messages import RunState
+from tests.bridge.conftest import (
+    request,
+    send,
+    states,
+    statuses,
+    wait_for,
+    wait_for_state,
+)
+from tests.bridge.recording_engine import runs_by_name
+from tests.nats_server import NatsServer
+
+FULL_LIFE = ["accepted", "submitted", "running", "succeeded"]
+
+
+def test_a_request_becomes_one_run_with_its_status_events_in_order(
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+) -> None:
+    bridge = start_bridge(run_s=0.3)
+    send(nats_server.url, request("req-1"))
+    events = wait_for_state(nats_server.url, "req-1", RunState.succeeded)
+    assert states(events) == FULL_LIFE
+    submitted = events[1]
+    assert submitted.run_id and submitted.run_url == f"test://{submitted.run_id}"
+    assert submitted.pipeline == "document-ingestion" and submitted.engine == "argo"
+    assert all(e.at.endswith("Z") for e in events)
+    assert [e.at for e in events] == sorted(e.at for e in events)
+    assert sum(runs_by_name(runs_dir).values()) == 1
+    assert bridge.metrics.submitted.labels(engine="argo")._value.get() == 1
+
+
+def test_a_republished_request_makes_no_second_run(
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+) -> None:
+    bridge = start_bridge(run_s=0.2)
+    send(nats_server.url, request("req-2"))
+    wait_for_state(nats_server.url, "req-2", RunState.succeeded)
+    # Published again without the dedup header: a second stream message for the same request.
+    send(nats_server.url, request("req-2"), msg_id=False)
+    wait_for(lambda: bridge.metrics.duplicates._value.get() == 1, 10, "the duplicate")
+    events = statuses(nats_server.url, "req-2")
+    assert states(events) == [*FULL_LIFE, "succeeded"]  # the current status, re-published
+    assert runs_by_name(runs_dir) == {next(iter(runs_by_name(runs_dir))): 1}
+
+
+def test_the_dedup_header_drops_a_republish_inside_the_window(
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+) -> None:
+    bridge = start_bridge()
+    for _ in range(3):
+        send(nats_server.url, request("req-3"))
+    wait_for_state(nats_server.url, "req-3", RunState.succeeded)
+    assert bridge.metrics.received._value.get() == 1
+    assert sum(runs_by_name(runs_dir).values()) == 1
+
+
+def test_transient_submit_failures_are_retried_until_one_run(
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+) -> None:
+    bridge = start_bridge(fail_first=3)
+    send(nats_server.url, request("req-4"))
+    events = wait_for_state(nats_server.url, "req-4", RunState.succeeded)
+    assert states(events) == FULL_LIFE
+    assert bridge.metrics.redelivered._value.get() == 3
+    assert sum(runs_by_name(runs_dir).values()) == 1
+
+
+def test_a_permanent_submit_failure_ends_failed_with_the_reason(
+    nats_server: NatsServer, start_bridge: Any
+) -> None:
+    from components.runs import SubmitError
+
+    class Refusing:
+        name = "argo"
+
+        def submit(self, *args: Any) -> Any:
+            raise SubmitError("submitting 'document-ingestion' failed: HTTP 403 Forbidden", 403)
+
+        def status(self, run_id: str) -> Any:
+            raise AssertionError("never submitted")
+
+        def close(self) -> None:
+            return None
+
+    bridge = start_bridge(engines=[Refusing()])
+    send(nats_server.url, request("req-5"))
+    events = wait_for_state(nats_server.url, "req-5", RunState.failed)
+    assert states(events) == ["accepted", "failed"]
+    assert events[-1].error is not None and "HTTP 403" in events[-1].error.message
+    assert bridge.metrics.failed.labels(engine="argo")._value.get() == 1
+
+
+def test_a_run_that_fails_is_reported_failed(
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+) -> None:
+    from bridge.engines import run_name_for
+
+    start_bridge(failing_runs=frozenset({run_name_for("document-ingestion", "req-6")}))
+    send(nats_server.url, request("req-6"))
+    events = wait_for_state(nats_server.url, "req-6", RunState.failed)
+    assert states(events) == ["accepted", "submitted", "running", "failed"]
+    assert events[-1].error is not None and events[-1].error.message == "step exploded"
+
+
+def test_the_watcher_resumes_unfinished_runs_after_a_restart(
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+) -> None:
+    first = start_bridge(run_s=2.0)
+    send(nats_server.url, request("req-7"))
+    wait_for_state(nats_server.url, "req-7", RunState.running)
+    first.stop()
+    start_bridge(run_s=2.0)
+    events = wait_for_state(nats_server.url, "req-7", RunState.succeeded)
+    assert states(events) == FULL_LIFE
+    assert sum(runs_by_name(runs_dir).values()) == 1
+
+
+def test_requests_survive_a_nats_server_restart(
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+) -> None:
+    bridge = start_bridge()
+    for i in range(20):
+        send(nats_server.url, request(f"before-{i}"))
+    nats_server.restart()
+    wait_for(lambda: bridge.bridge.ready, 20, "the bridge to reconnect")
+    for i in range(20):
+        send(nats_server.url, request(f"after-{i}"))
+    for i in range(20):
+        wait_for_state(nats_server.url, f"before-{i}", RunState.succeeded)
+        wait_for_state(nats_server.url, f"after-{i}", RunState.succeeded)
+    counts = runs_by_name(runs_dir)
+    assert len(counts) == 40 and set(counts.values()) == {1}
+
+
+def test_an_existing_stream_with_other_settings_is_reported_not_changed(
+    nats_server: NatsServer, start_bridge: Any, caplog: Any
+) -> None:
+    import asyncio
+
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+
+    async def make_stream() -> None:
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().add_stream(
+            StreamConfig(
+                name="AI_PIPELINE",
+                subjects=["ai.pipeline.>"],
+                max_age=3600,
+                storage=StorageType.MEMORY,
+            )
+        )
+        await nc.close()
+
+    asyncio.run(make_stream())
+    with caplog.at_level("WARNING", logger="llmw.bridge"):
+        start_bridge()
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "max_age 3600.0 s (expected 86400 s)" in messages
+    assert "storage memory (expected file)" in messages
+    send(nats_server.url, request("req-8"))
+    wait_for_state(nats_server.url, "req-8", RunState.succeeded)
