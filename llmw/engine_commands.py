@@ -49,19 +49,23 @@ def compile_command(
         "build/compiled"
     ),
 ) -> None:
-    """Compile every KFP pipeline to IR YAML and render every Argo WorkflowTemplate, validated.
+    """Compile every KFP pipeline to IR YAML and render every Argo WorkflowTemplate, validated,
+    plus the NATS bridge's Kubernetes manifests (bridge/bridge.k8s.yaml).
 
     The output is byte-identical across runs. Argo documents are validated strictly against the
     pinned schema in LLMW_SCHEMAS_DIR; any violation fails the command and nothing is written.
     """
+    from bridge.deploy import render_manifests, write_manifests
     from components.settings import get_settings
     from pipelines.compiler import PipelineSpecError, compile_all
     from workflows.render import render_all
 
     settings = get_settings()
     try:
+        render_manifests(settings)  # refuses bad settings before anything is written
         written = render_all(out, settings, settings.schemas_dir)
         written += compile_all(out, settings)
+        written += write_manifests(out, settings)
     except (PipelineSpecError, ValueError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
     for path in written:
