@@ -45,7 +45,8 @@ def make_engine(params: BatchParams, settings: Settings) -> InferenceEngine:
 
 
 @contextlib.contextmanager
-def _local_input(uri: str, settings: Settings) -> Iterator[Path]:
+def local_input(uri: str, settings: Settings) -> Iterator[Path]:
+    """The input as a local file: the path itself, or an S3 object downloaded for the duration."""
     if not uri.startswith("s3://"):
         path = Path(uri)
         if not path.is_file():
@@ -102,7 +103,7 @@ def run_batch(
     shard = Shard.parse(params.shard)
     report = BatchReport()
     started = time.perf_counter()
-    with _local_input(params.input, settings) as input_path, tempfile.TemporaryDirectory() as tmp:
+    with local_input(params.input, settings) as input_path, tempfile.TemporaryDirectory() as tmp:
         output = _Output(params.output, settings, Path(tmp))
         writer = ResultWriter(output.path)
         items = read_items(input_path, params)

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from components.batch_models import SUPPORTED_URLS, BatchParams, BatchResult, BatchRow, RowError
+from components.batch_models import SUPPORTED_URLS, BatchOptions, BatchResult, BatchRow, RowError
 
 
 class InputRefusedError(ValueError):
@@ -53,7 +53,7 @@ def error_result(item: InputItem) -> BatchResult:
     return BatchResult(id=item.key, custom_id=item.custom_id, error=item.error)
 
 
-def read_items(path: Path, params: BatchParams) -> Iterator[InputItem]:
+def read_items(path: Path, params: BatchOptions) -> Iterator[InputItem]:
     """Every input line in order, each a request or an error; duplicates become errors."""
     seen: set[str] = set()
     for item in _raw_items(path, params):
@@ -71,7 +71,7 @@ def read_items(path: Path, params: BatchParams) -> Iterator[InputItem]:
         yield item
 
 
-def _raw_items(path: Path, params: BatchParams) -> Iterator[InputItem]:
+def _raw_items(path: Path, params: BatchOptions) -> Iterator[InputItem]:
     if not params.dataset_mode():
         yield from _batch_file_items(path)
         return
@@ -136,7 +136,7 @@ def _template_fields(template: str) -> list[str]:
 
 
 def _dataset_items(
-    records: Iterator[tuple[int, dict[str, Any], list[str] | None]], params: BatchParams
+    records: Iterator[tuple[int, dict[str, Any], list[str] | None]], params: BatchOptions
 ) -> Iterator[InputItem]:
     assert params.template is not None and params.id_column is not None
     fields = _template_fields(params.template)

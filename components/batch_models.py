@@ -10,8 +10,8 @@ BatchUrl = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
 SUPPORTED_URLS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
-class BatchParams(BaseModel):
-    """What one batch-inference run is asked to do; names match the ``llmw infer`` options."""
+class BatchOptions(BaseModel):
+    """What every batch-inference run is asked to do: input, output, engine, model, generation."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -21,7 +21,6 @@ class BatchParams(BaseModel):
     model: str = Field(description="model path or name (the served name for openai)")
     template: str | None = Field(None, description="prompt template over dataset columns")
     id_column: str | None = Field(None, description="the dataset column holding the row id")
-    shard: str = Field("0/1", pattern=r"^\d+/\d+$")
     concurrency: int = Field(8, ge=1, le=512)
     max_tokens: int = Field(64, ge=1, le=32768)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
@@ -29,6 +28,26 @@ class BatchParams(BaseModel):
 
     def dataset_mode(self) -> bool:
         return self.template is not None
+
+
+class BatchParams(BatchOptions):
+    """One run of the step (``llmw infer``); names match its options."""
+
+    shard: str = Field("0/1", pattern=r"^\d+/\d+$")
+
+
+class BatchJobParams(BatchOptions):
+    """The ``batch-inference`` job: the options, and how many shards the input is cut into.
+
+    The job chooses each shard and its output itself, so ``shard`` is not a parameter here.
+    """
+
+    shards: int = Field(1, ge=1, le=64, description="shards (at most one per input row)")
+
+    def for_shard(self, shard: str, output: str) -> BatchParams:
+        """The step's parameters for one shard writing to ``output``."""
+        values = self.model_dump(exclude={"shards"})
+        return BatchParams(**{**values, "shard": shard, "output": output})
 
 
 class BatchRow(BaseModel):
@@ -77,3 +96,16 @@ class BatchReport(BaseModel):
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    @classmethod
+    def merge(cls, reports: list[BatchReport]) -> BatchReport:
+        """One report for shards that ran in parallel (seconds: the slowest shard)."""
+        merged = cls()
+        for report in reports:
+            merged.rows += report.rows
+            merged.skipped += report.skipped
+            merged.errors += report.errors
+            merged.prompt_tokens += report.prompt_tokens
+            merged.completion_tokens += report.completion_tokens
+            merged.seconds = max(merged.seconds, report.seconds)
+        return merged

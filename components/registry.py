@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from components.batch_models import BatchJobParams
 from components.ingest_models import IngestParams
 
 
@@ -61,6 +62,11 @@ JOBS: dict[str, JobSpec] = {
             name="document-ingestion",
             params_model=IngestParams,
             description="Documents from a folder or s3:// prefix, chunked, embedded, into Milvus.",
+        ),
+        JobSpec(
+            name="batch-inference",
+            params_model=BatchJobParams,
+            description="Prompts (OpenAI batch JSONL or a dataset) through an engine into JSONL.",
         ),
     ]
 }

@@ -74,8 +74,18 @@ def compile_pipeline(name: str, out_dir: Path, settings: Settings | None = None)
 
 
 def compile_all(out_dir: Path, settings: Settings | None = None) -> list[Path]:
-    """Compile every registered pipeline (sorted by name); returns the files written."""
-    return [compile_pipeline(name, out_dir, settings) for name in sorted(PIPELINES)]
+    """Compile every registered pipeline (sorted by name); returns the files written.
+
+    Every pipeline is compiled and checked first; on any error nothing is written.
+    """
+    texts = {name: compile_text(name, settings) for name in sorted(PIPELINES)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in texts.items():
+        path = out_dir / f"{name}{SUFFIX}"
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths
 
 
 def _parse(what: str, data: Any, message: Message) -> None:

@@ -125,7 +125,8 @@ LOCAL_RETRY = {
 }
 
 
-def _retry(task: dsl.PipelineTask, policy: RetryPolicy) -> None:
+def apply_retry(task: dsl.PipelineTask, policy: RetryPolicy) -> None:
+    """Retry ``task`` as ``policy`` says."""
     task.set_retry(
         num_retries=policy.retries,
         backoff_duration=policy.backoff,
@@ -134,7 +135,7 @@ def _retry(task: dsl.PipelineTask, policy: RetryPolicy) -> None:
     )
 
 
-def _cluster_env(task: dsl.PipelineTask, settings: Settings, milvus: bool) -> None:
+def cluster_env(task: dsl.PipelineTask, settings: Settings, milvus: bool) -> None:
     """Credentials from Kubernetes Secrets (never values), and the in-cluster Milvus server."""
     s3_keys = {key: key for key in S3_SECRET_KEYS}
     kubernetes.use_secret_as_env(
@@ -180,25 +181,25 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         planned = parts.plan(**args).set_display_name("plan shards")
         # Off: the listing changes while the parameters stay the same.
         planned.set_caching_options(enable_caching=False)
-        _retry(planned, retry["plan"])
+        apply_retry(planned, retry["plan"])
 
         with dsl.ParallelFor(planned.output, parallelism=parallelism) as shard:
             ingested = parts.ingest_shard(**args, shard=shard).set_display_name("ingest shard")
             # Off: what a shard does depends on Milvus's state, which is outside KFP's cache
             # key; a cached report would claim work that was never done again.
             ingested.set_caching_options(enable_caching=False)
-            _retry(ingested, retry["ingest"])
+            apply_retry(ingested, retry["ingest"])
 
         reported = parts.report(**args, shard_reports=dsl.Collected(ingested.output))
         reported.set_display_name("report")
         # Off: it prunes Milvus and must report this run's shards, never an earlier run's.
         reported.set_caching_options(enable_caching=False)
-        _retry(reported, retry["report"])
+        apply_retry(reported, retry["report"])
 
         if placement is not None:
-            _cluster_env(planned, settings, milvus=False)
-            _cluster_env(ingested, settings, milvus=True)
-            _cluster_env(reported, settings, milvus=True)
+            cluster_env(planned, settings, milvus=False)
+            cluster_env(ingested, settings, milvus=True)
+            cluster_env(reported, settings, milvus=True)
             apply_placement(ingested, placement)
         output: dict = reported.outputs["Output"]
         return output

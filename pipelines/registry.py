@@ -7,10 +7,11 @@ from typing import Any, Protocol
 from kfp.dsl.base_component import BaseComponent
 from pydantic import BaseModel
 
+from components.batch_models import BatchReport
 from components.ingest_models import IngestReport
 from components.registry import get_job
 from components.settings import Settings
-from pipelines import ingestion
+from pipelines import batch_inference, ingestion
 
 
 class PipelineBuilder(Protocol):
@@ -23,11 +24,13 @@ class PipelineBuilder(Protocol):
 
 PIPELINES: dict[str, PipelineBuilder] = {
     ingestion.PIPELINE_NAME: ingestion.build_pipeline,
+    batch_inference.PIPELINE_NAME: batch_inference.build_pipeline,
 }
 
 # What each pipeline's output is (KFP hands numbers back as floats; the model restores them).
 RESULT_MODELS: dict[str, type[BaseModel]] = {
     ingestion.PIPELINE_NAME: IngestReport,
+    batch_inference.PIPELINE_NAME: BatchReport,
 }
 
 

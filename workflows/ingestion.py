@@ -133,26 +133,27 @@ def embedding_placement(settings: Settings) -> Placement:
     return place(GpuNeed(framework=EMBEDDING_FRAMEWORK), inventory)
 
 
-def _secret_env(secret: str, keys: tuple[str, ...], optional: bool = False) -> list[SecretEnv]:
+def secret_env(secret: str, keys: tuple[str, ...], optional: bool = False) -> list[SecretEnv]:
+    """One variable per key of ``secret``, named like the key."""
     return [
         SecretEnv(name=key, secret_name=secret, secret_key=key, optional=optional or None)
         for key in keys
     ]
 
 
-def _env(settings: Settings, milvus: bool, extra: dict[str, str] | None = None) -> list[Any]:
+def step_env(settings: Settings, milvus: bool, extra: dict[str, str] | None = None) -> list[Any]:
     """Credentials from Kubernetes Secrets (never values); with ``milvus``, the in-cluster Milvus
     server (used when the milvus_uri argument is empty) and its optional token."""
-    env: list[Any] = [*_secret_env(settings.s3_credentials_secret, S3_SECRET_KEYS)]
+    env: list[Any] = [*secret_env(settings.s3_credentials_secret, S3_SECRET_KEYS)]
     if milvus:
         env.append(Env(name="LLMW_MILVUS_URI", value=settings.cluster_milvus_uri))
         # Optional: a Milvus without authentication has no token to mount.
-        env += _secret_env(settings.milvus_credentials_secret, MILVUS_SECRET_KEYS, optional=True)
+        env += secret_env(settings.milvus_credentials_secret, MILVUS_SECRET_KEYS, optional=True)
     env += [Env(name=name, value=value) for name, value in sorted((extra or {}).items())]
     return env
 
 
-def _retry(limit: int, backoff: str, cap: str) -> RetryStrategy:
+def retry_strategy(limit: int, backoff: str, cap: str) -> RetryStrategy:
     """Retries on any failure (a pod evicted from the GPU node included), waiting ``backoff``
     then twice as long each time, never more than ``cap``. Reruns are safe: ids are
     deterministic and a shard converges to the same rows after a crash."""
@@ -163,7 +164,7 @@ def _retry(limit: int, backoff: str, cap: str) -> RetryStrategy:
     )
 
 
-def _placement_kwargs(placement: Placement) -> dict[str, Any]:
+def placement_kwargs(placement: Placement) -> dict[str, Any]:
     """Node selector, tolerations and the GPU resource limit of a placement, for a Script."""
     kwargs: dict[str, Any] = {}
     if placement.node_selector:
@@ -215,8 +216,8 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
             source=plan,
             constructor="runner",
             image=image,
-            env=_env(settings, milvus=False),
-            retry_strategy=_retry(3, "30s", "10m"),
+            env=step_env(settings, milvus=False),
+            retry_strategy=retry_strategy(3, "30s", "10m"),
         )
         ingest_template = Script(
             name="ingest-shard",
@@ -224,17 +225,17 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
             constructor="runner",
             # The project built for the placed GPU's stack (ROCm on drizzt).
             image=placement.image,
-            env=_env(settings, milvus=True, extra=placement.env),
-            retry_strategy=_retry(3, "60s", "30m"),
-            **_placement_kwargs(placement),
+            env=step_env(settings, milvus=True, extra=placement.env),
+            retry_strategy=retry_strategy(3, "60s", "30m"),
+            **placement_kwargs(placement),
         )
         report_template = Script(
             name="report",
             source=report,
             constructor="runner",
             image=image,
-            env=_env(settings, milvus=True),
-            retry_strategy=_retry(2, "30s", "10m"),
+            env=step_env(settings, milvus=True),
+            retry_strategy=retry_strategy(2, "30s", "10m"),
             outputs=[
                 # Key only: bucket, endpoint and credentials come from the cluster's default
                 # artifact repository (MinIO). Plain Markdown, not a tarball.

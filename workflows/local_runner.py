@@ -25,6 +25,11 @@ uses:
   outputs are aggregated as Argo does: ``outputs.result`` is a JSON list in which each result
   that parses as a JSON object is that object and any other result is a string;
   ``outputs.parameters`` is a JSON list of ``{name: value}`` maps;
+- ``when``: the substituted condition, in the subset of Argo's (govaluate) syntax that
+  ``evaluate_when`` reads: ``==`` and ``!=`` between quoted strings, numbers, ``true``/``false``
+  and bare words (a bare word is its own text, as in Argo), joined by ``&&`` and ``||``, with
+  parentheses. A step or task whose condition is false is Skipped (each item of a fan-out on its
+  own, with ``{{item}}`` in scope); it has no outputs, and a Skipped dependency counts as done;
 - ``withParam`` (a JSON list) and ``withItems`` fan-out, limited by the template's (and the
   workflow's) ``parallelism`` and by ``max_parallel`` of this runner: threads, one subprocess
   each; with a limit of 1 the children run one after another. Once a child fails, no new child
@@ -45,9 +50,10 @@ the GPU placement's variables (``HSA_OVERRIDE_GFX_VERSION``); only Hera's runner
 paths under it remapped there. Node selectors, tolerations, resources and images are ignored.
 
 Not supported (refused before anything runs, naming the field): expressions (``{{=...}}``),
-``when``, ``continueOn``, ``templateRef``, inline templates, ``withSequence``, input artifacts,
-resource/suspend/http/plugin/data/containerSet templates, daemons, sidecars, init containers,
-memoization, lifecycle hooks, ``retryStrategy.expression`` or a retry without a ``limit``.
+other ``when`` syntax, ``continueOn``, ``templateRef``, inline templates, ``withSequence``, input
+artifacts, resource/suspend/http/plugin/data/containerSet templates, daemons, sidecars, init
+containers, memoization, lifecycle hooks, ``retryStrategy.expression`` or a retry without a
+``limit``.
 """
 
 from __future__ import annotations
@@ -80,6 +86,12 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PYTHON = re.compile(r"python(3(\.\d+)?)?")
 _RETRY_POLICIES = ("Always", "OnFailure", "OnError", "OnTransientError")
+_DONE = ("Succeeded", "Skipped")  # phases that let the run go on
+_WHEN_TOKEN = re.compile(
+    r"\s*(?:(?P<op>\|\||&&|==|!=|\(|\))"  # operators and parentheses
+    r"|'(?P<sq>[^']*)'|\"(?P<dq>[^\"]*)\""  # quoted strings
+    r"|(?P<num>-?\d+(?:\.\d+)?)(?![\w.])|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))"
+)
 
 # Template fields: what argo-local does with each. Anything else is refused.
 _HONOURED = {"name", "inputs", "outputs", "steps", "dag", "script", "container", "parallelism"}
@@ -88,7 +100,7 @@ _CLUSTER_ONLY = {"metadata", "nodeSelector", "tolerations", "affinity", "service
 _CLUSTER_ONLY |= {"podSpecPatch", "priorityClassName", "securityContext", "volumes"}
 _CLUSTER_ONLY |= {"automountServiceAccountToken", "archiveLocation", "hostAliases"}
 _CLUSTER_ONLY |= {"schedulerName", "executor", "priority"}
-_STEP_FIELDS = {"name", "template", "arguments", "withParam", "withItems"}
+_STEP_FIELDS = {"name", "template", "arguments", "withParam", "withItems", "when"}
 _TASK_FIELDS = _STEP_FIELDS | {"dependencies", "depends"}
 _SPEC_HONOURED = {"entrypoint", "arguments", "templates", "onExit", "parallelism"}
 _SPEC_CLUSTER_ONLY = {"serviceAccountName", "podGC", "ttlStrategy", "nodeSelector"}
@@ -211,6 +223,85 @@ def parse_duration(value: Any) -> float:
     return sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
 
 
+def evaluate_when(text: str) -> bool:
+    """A substituted ``when`` condition's value; ValueError for what argo-local cannot read."""
+    tokens: list[tuple[str, Any]] = []
+    position = 0
+    text = text.strip()
+    while position < len(text):
+        match = _WHEN_TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise ValueError(f"cannot read {text[position:]!r} in {text!r}")
+        position = match.end()
+        if match["op"]:
+            tokens.append(("op", match["op"]))
+        elif match["sq"] is not None or match["dq"] is not None:
+            tokens.append(("value", match["sq"] if match["sq"] is not None else match["dq"]))
+        elif match["num"]:
+            tokens.append(("value", float(match["num"])))
+        else:
+            word = match["word"]
+            tokens.append(("value", {"true": True, "false": False}.get(word, word)))
+    index = 0
+
+    def peek() -> Any:
+        return tokens[index][1] if index < len(tokens) and tokens[index][0] == "op" else None
+
+    def atom() -> Any:
+        nonlocal index
+        if index >= len(tokens):
+            raise ValueError(f"{text!r} ends too early")
+        kind, value = tokens[index]
+        index += 1
+        if kind == "value":
+            return value
+        if value == "(":
+            inner = either()
+            if peek() != ")":
+                raise ValueError(f"unbalanced parentheses in {text!r}")
+            index += 1
+            return inner
+        raise ValueError(f"unexpected {value!r} in {text!r}")
+
+    def comparison() -> Any:
+        nonlocal index
+        left = atom()
+        if peek() in ("==", "!="):
+            operator = tokens[index][1]
+            index += 1
+            right = atom()
+            return (left == right) == (operator == "==")
+        return left
+
+    def truth(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a condition in {text!r}")
+        return value
+
+    def both() -> Any:
+        nonlocal index
+        value = comparison()
+        while peek() == "&&":
+            index += 1
+            right = comparison()  # govaluate evaluates both sides
+            value = truth(value) and truth(right)
+        return value
+
+    def either() -> Any:
+        nonlocal index
+        value = both()
+        while peek() == "||":
+            index += 1
+            right = both()
+            value = truth(value) or truth(right)
+        return value
+
+    result = truth(either())
+    if index != len(tokens):
+        raise ValueError(f"unexpected {tokens[index][1]!r} in {text!r}")
+    return result
+
+
 def _item_text(value: Any) -> str:
     """How Argo prints a fan-out item (or a map value) into a template."""
     if isinstance(value, str):
@@ -284,8 +375,10 @@ def check_supported(workflow: Mapping[str, Any]) -> None:
         for group_index, group in enumerate(tmpl.get("steps") or []):
             for j, step in enumerate(group):
                 _check_keys(f"{where}.steps[{group_index}][{j}]", step, _STEP_FIELDS)
+                _check_when(f"{where}.steps[{group_index}][{j}]", step)
         for j, task in enumerate((tmpl.get("dag") or {}).get("tasks", [])):
             _check_keys(f"{where}.dag.tasks[{j}]", task, _TASK_FIELDS)
+            _check_when(f"{where}.dag.tasks[{j}]", task)
         if "dag" in tmpl:
             _check_keys(f"{where}.dag", tmpl["dag"], {"tasks", "target", "failFast"})
         for step_kind in ("script", "container"):
@@ -293,6 +386,16 @@ def check_supported(workflow: Mapping[str, Any]) -> None:
                 raise UnsupportedFeatureError(
                     f"{where}: {step_kind} without a command (the image's entrypoint is unknown)"
                 )
+
+
+def _check_when(where: str, step: Mapping[str, Any]) -> None:
+    """Refuse a ``when`` that argo-local cannot evaluate (variables read as a bare word)."""
+    if "when" not in step:
+        return
+    try:
+        evaluate_when(_VARIABLE.sub("x", str(step["when"])))
+    except ValueError as exc:
+        raise UnsupportedFeatureError(f"{where}.when: {exc}") from None
 
 
 class ArgoLocalRunner:
@@ -505,8 +608,9 @@ class ArgoLocalRunner:
 
     def _expand(
         self, step: dict[str, Any], scope: dict[str, str], where: str
-    ) -> list[tuple[str, list[dict[str, Any]]]] | None:
-        """``(display suffix, arguments)`` per child of a fan-out; None without fan-out."""
+    ) -> list[tuple[str, list[dict[str, Any]], str | None]] | None:
+        """``(display suffix, arguments, the false condition that skips it or None)`` per child of
+        a fan-out; None without fan-out."""
         items: list[Any]
         if "withParam" in step:
             raw = substitute(str(step["withParam"]), scope, f"{where}.withParam")
@@ -529,8 +633,27 @@ class ArgoLocalRunner:
             arguments = _substitute_all(
                 step.get("arguments", {}).get("parameters", []), item_scope, f"{where}.arguments"
             )
-            children.append((f"({index}:{_item_text(item)})", arguments))
+            skip = self._when(step, item_scope, where)
+            children.append((f"({index}:{_item_text(item)})", arguments, skip))
         return children
+
+    @staticmethod
+    def _when(step: dict[str, Any], scope: dict[str, str], where: str) -> str | None:
+        """The substituted ``when`` condition when it is false (the step is skipped), else None."""
+        if "when" not in step:
+            return None
+        text = substitute(str(step["when"]), scope, f"{where}.when")
+        try:
+            return None if evaluate_when(text) else text
+        except ValueError as exc:
+            raise _NodeError(f"{where}.when: {exc}") from None
+
+    def _skip(self, step: dict[str, Any], node_name: str, display: str, when: str) -> NodeStatus:
+        """A step whose ``when`` is false: a Skipped node, without outputs."""
+        node = self._new_node(node_name, display, step["template"], "Skipped")
+        node.phase, node.finished_at = "Skipped", time.time()
+        node.message = f"when '{when}' evaluated false"
+        return node
 
     def _run_children(
         self, jobs: Sequence[Callable[[], NodeStatus]], limit: int
@@ -541,7 +664,7 @@ class ArgoLocalRunner:
         if limit <= 1 or len(jobs) <= 1:
             for index, job in enumerate(jobs):
                 done[index] = job()
-                if done[index].phase != "Succeeded":
+                if done[index].phase not in _DONE:
                     break
             return list(done.values())
         pending: dict[Future[NodeStatus], int] = {}
@@ -560,7 +683,7 @@ class ArgoLocalRunner:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     node = done[pending.pop(future)] = future.result()
-                    failed = failed or node.phase != "Succeeded"
+                    failed = failed or node.phase not in _DONE
                 if not failed:
                     fill()
         return [done[index] for index in sorted(done)]
@@ -599,8 +722,7 @@ class ArgoLocalRunner:
         for name in sorted({name for p in params for name in p}):
             values = [p[name] for p in params if name in p]
             local[f"{prefix}.outputs.parameters.{name}"] = json.dumps(values)
-        phases = {n.phase for n in nodes}
-        local[f"{prefix}.status"] = "Succeeded" if phases <= {"Succeeded"} else "Failed"
+        local[f"{prefix}.status"] = _group_phase(nodes)
 
     def _run_step(
         self,
@@ -619,17 +741,24 @@ class ArgoLocalRunner:
                 arguments = _substitute_all(
                     step.get("arguments", {}).get("parameters", []), scope, f"{where}.arguments"
                 )
+                skip = self._when(step, scope, where)
         except _NodeError as exc:
             node = self._new_node(f"{base}.{name}", name, step["template"], "Pod")
             node.phase, node.message, node.finished_at = "Error", str(exc), time.time()
             return [node], False
         if children is None:
+            if skip is not None:
+                return [self._skip(step, f"{base}.{name}", name, skip)], False
             return [self._invoke(step["template"], arguments, f"{base}.{name}", name)], False
         jobs = [
             functools.partial(
                 self._invoke, step["template"], args, f"{base}.{name}{suffix}", f"{name}{suffix}"
             )
-            for suffix, args in children
+            if skip is None
+            else functools.partial(
+                self._skip, step, f"{base}.{name}{suffix}", f"{name}{suffix}", skip
+            )
+            for suffix, args, skip in children
         ]
         return self._run_children(jobs, self._limit(parent)), True
 
@@ -655,7 +784,7 @@ class ArgoLocalRunner:
             nodes = self._run_children([functools.partial(run_one, s) for s in group], limit)
             for step_name, (step_nodes, expanded) in outcomes.items():
                 self._record(local, f"steps.{step_name}", step_nodes, expanded)
-            if any(n.phase != "Succeeded" for n in nodes) or len(nodes) < len(group):
+            if any(n.phase not in _DONE for n in nodes) or len(nodes) < len(group):
                 return _Outcome("Failed", f"child of step group {index} failed")
         return self._template_outputs(tmpl, local)
 
@@ -668,13 +797,11 @@ class ArgoLocalRunner:
         while len(phase) < len(tasks):
             for name in tasks:
                 if name not in phase and any(
-                    phase.get(d) not in (None, "Succeeded") for d in deps[name]
+                    phase.get(d) not in (None, *_DONE) for d in deps[name]
                 ):
                     phase[name] = "Omitted"
             ready = [
-                n
-                for n in tasks
-                if n not in phase and all(phase.get(d) == "Succeeded" for d in deps[n])
+                n for n in tasks if n not in phase and all(phase.get(d) in _DONE for d in deps[n])
             ]
             if not ready:
                 if len(phase) < len(tasks):
@@ -694,9 +821,8 @@ class ArgoLocalRunner:
             for name in ready:
                 nodes, expanded = results[name]
                 self._record(local, f"tasks.{name}", nodes, expanded)
-                ok = all(n.phase == "Succeeded" for n in nodes)
-                phase[name] = "Succeeded" if ok else "Failed"
-        if any(p != "Succeeded" for p in phase.values()):
+                phase[name] = _group_phase(nodes)
+        if any(p not in _DONE for p in phase.values()):
             failed = sorted(n for n, p in phase.items() if p == "Failed")
             return _Outcome("Failed", f"task(s) failed: {', '.join(failed)}")
         return self._template_outputs(tmpl, local)
@@ -904,10 +1030,18 @@ class ArgoLocalRunner:
         return parameters, artifacts
 
 
+def _group_phase(nodes: list[NodeStatus]) -> str:
+    """A step's phase from its nodes: Skipped when every one was, Succeeded when each is done."""
+    phases = {n.phase for n in nodes}
+    if phases == {"Skipped"}:
+        return "Skipped"
+    return "Succeeded" if phases <= set(_DONE) else "Failed"
+
+
 def _summary_node(step: dict[str, Any], nodes: list[NodeStatus]) -> NodeStatus:
     """The node that stands for a step: its first failed child, else its first child; a fan-out
     over an empty list succeeds (Argo records it as Skipped)."""
-    failed = [n for n in nodes if n.phase != "Succeeded"]
+    failed = [n for n in nodes if n.phase not in _DONE]
     if failed:
         return failed[0]
     if nodes:

@@ -11,12 +11,13 @@ from hera.workflows import WorkflowTemplate
 
 from components.registry import get_job
 from components.settings import Settings
-from workflows import ingestion
+from workflows import batch_inference, ingestion
 
 TemplateBuilder = Callable[[Settings], WorkflowTemplate]
 
 TEMPLATES: dict[str, TemplateBuilder] = {
     ingestion.TEMPLATE_NAME: ingestion.build_template,
+    batch_inference.TEMPLATE_NAME: batch_inference.build_template,
 }
 
 

@@ -12,7 +12,12 @@ def test_compile_writes_every_pipeline_identically(tmp_path: Path, schemas_dir: 
     first = llmw("compile", "--out", str(tmp_path / "a"), env=env)
     assert first.returncode == 0, first.stderr
     names = sorted(p.name for p in (tmp_path / "a").iterdir() if p.is_file())
-    assert names == ["document-ingestion.argo.yaml", "document-ingestion.kfp.yaml"]
+    assert names == [
+        "batch-inference.argo.yaml",
+        "batch-inference.kfp.yaml",
+        "document-ingestion.argo.yaml",
+        "document-ingestion.kfp.yaml",
+    ]
     names.append("bridge/bridge.k8s.yaml")  # the NATS bridge's manifests
     second = llmw("compile", "--out", str(tmp_path / "b"), env=env)
     assert second.returncode == 0
@@ -45,7 +50,8 @@ def test_unknown_pipelines_and_parameters_are_refused_before_anything_is_sent(
         env={"LLMW_KFP_HOST": "http://127.0.0.1:9"},
     )
     assert unknown.returncode == 2
-    assert "unknown pipeline 'ingest-everything' (registered: document-ingestion" in unknown.stderr
+    registered = "(registered: batch-inference, document-ingestion)"
+    assert f"unknown pipeline 'ingest-everything' {registered}" in unknown.stderr
 
     bad = llmw(
         "submit",

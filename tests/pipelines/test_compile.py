@@ -33,8 +33,9 @@ def test_registry_maps_every_job() -> None:
     assert set(PIPELINES) == set(JOBS)
 
 
-def test_compile_matches_golden(default_settings: Any, golden: Any) -> None:
-    golden(f"kfp/{NAME}.kfp.yaml", compile_text(NAME, default_settings))
+@pytest.mark.parametrize("name", sorted(JOBS))
+def test_compile_matches_golden(name: str, default_settings: Any, golden: Any) -> None:
+    golden(f"kfp/{name}.kfp.yaml", compile_text(name, default_settings))
 
 
 def test_compile_twice_is_byte_identical(default_settings: Any, tmp_path: Path) -> None:

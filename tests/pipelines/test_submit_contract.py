@@ -173,7 +173,9 @@ def test_bad_parameters_are_refused_before_anything_is_sent(
 ) -> None:
     with pytest.raises(ParameterError, match="unknown parameter 'gpu'"):
         submit_run(NAME, {"source": "s3://docs", "gpu": "all"}, settings, None, None)
-    with pytest.raises(UnknownPipelineError, match="registered: document-ingestion"):
+    with pytest.raises(
+        UnknownPipelineError, match="registered: batch-inference, document-ingestion"
+    ):
         submit_run("no-such-pipeline", {}, settings, None, None)
     assert server.requests == []
 

@@ -14,6 +14,7 @@ from workflows.local_runner import (
     ArgoLocalRunner,
     LocalWorkflowRun,
     UnsupportedFeatureError,
+    evaluate_when,
     parse_duration,
 )
 
@@ -255,6 +256,92 @@ def test_with_param_must_be_a_json_list(tmp_path: Path) -> None:
     assert node.phase == "Error" and "withParam is not a JSON list" in (node.message or "")
 
 
+def test_when_skips_steps_items_and_tasks(tmp_path: Path) -> None:
+    doc = document(
+        [
+            {
+                "name": "main",
+                "steps": [
+                    [
+                        {
+                            **step("yes", "echo", text="ran"),
+                            "when": "'{{workflow.parameters.pick}}' == 'a'",
+                        },
+                        {
+                            **step("no", "echo", text="ran"),
+                            "when": "{{workflow.parameters.pick}} == b",
+                        },
+                        {
+                            **step("each", "echo", text="{{item}}"),
+                            "withItems": ["a", "b", "c"],
+                            "when": "'{{item}}' != '{{workflow.parameters.pick}}'",
+                        },
+                    ],
+                    [
+                        step(
+                            "after",
+                            "echo",
+                            text="{{steps.no.status}} {{steps.each.outputs.result}}",
+                        )
+                    ],
+                    [step("dag", "dag")],
+                ],
+                "outputs": {
+                    "parameters": [
+                        {
+                            "name": "after",
+                            "valueFrom": {"parameter": "{{steps.after.outputs.result}}"},
+                        }
+                    ]
+                },
+            },
+            {
+                "name": "dag",
+                "dag": {
+                    "tasks": [
+                        {**step("skipped", "echo", text="x"), "when": "1 == 2"},
+                        {**step("next", "echo", text="after a skip"), "depends": "skipped"},
+                    ]
+                },
+            },
+            script("echo", "print('{{inputs.parameters.text}}')", "text"),
+        ],
+        arguments={"parameters": [{"name": "pick", "value": "a"}]},
+    )
+    result = run(doc, tmp_path)
+    assert result.phase == "Succeeded", result.message
+    phases = {n.display_name: n.phase for n in result.nodes if n.type in ("Pod", "Skipped")}
+    assert phases == {
+        "yes": "Succeeded",
+        "no": "Skipped",
+        "each(0:a)": "Skipped",
+        "each(1:b)": "Succeeded",
+        "each(2:c)": "Succeeded",
+        "after": "Succeeded",
+        "skipped": "Skipped",
+        "next": "Succeeded",
+    }
+    (no,) = result.node("no")
+    assert no.message == "when 'a == b' evaluated false"
+    assert result.outputs == {"after": 'Skipped ["b","c"]'}
+
+
+def test_evaluate_when() -> None:
+    assert evaluate_when("'vllm' == 'vllm'") and not evaluate_when("'openai' == 'vllm'")
+    assert evaluate_when("heads == heads") and evaluate_when("1 == 1.0")
+    assert evaluate_when("a != b && (1 == 2 || true)")
+    assert not evaluate_when('"x y" != "x y"')
+    for text, problem in [
+        ("a", "is not a condition"),
+        ("a ==", "ends too early"),
+        ("(a == b", "unbalanced"),
+        ("a == b c", "unexpected 'c'"),
+        ("1 + 2 == 3", "cannot read"),
+    ]:
+        with pytest.raises(ValueError, match=problem):
+            evaluate_when(text)
+
+
 def test_dag_runs_in_dependency_order_and_passes_outputs(tmp_path: Path) -> None:
     doc = document(
         [
@@ -354,13 +441,11 @@ def test_template_env_is_dropped_but_the_runner_env_applies(tmp_path: Path) -> N
 def test_unsupported_features_are_refused_before_running(tmp_path: Path) -> None:
     when = document(
         [
-            {"name": "main", "steps": [[{**step("a", "echo"), "when": "1 == 1"}]]},
+            {"name": "main", "steps": [[{**step("a", "echo"), "when": "{{a}} =~ b"}]]},
             script("echo", "print(1)"),
         ]
     )
-    with pytest.raises(
-        UnsupportedFeatureError, match=r"steps\[0\]\[0\]: argo-local does not support when"
-    ):
+    with pytest.raises(UnsupportedFeatureError, match=r"steps\[0\]\[0\]\.when: cannot read"):
         ArgoLocalRunner(when, work_dir=tmp_path)
     unbounded = document([script("main", "print(1)", retryStrategy={"retryPolicy": "Always"})])
     with pytest.raises(UnsupportedFeatureError, match="without a limit"):

@@ -183,7 +183,9 @@ def test_bad_parameters_are_refused_before_anything_is_sent(
         submit_workflow(NAME, {"source": "s3://docs", "image": "evil:latest"}, settings)
     with pytest.raises(ParameterError, match="source"):
         submit_workflow(NAME, {}, settings)
-    with pytest.raises(UnknownPipelineError, match="registered: document-ingestion"):
+    with pytest.raises(
+        UnknownPipelineError, match="registered: batch-inference, document-ingestion"
+    ):
         submit_workflow("no-such-pipeline", {}, settings)
     assert server.requests == []
 

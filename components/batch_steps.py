@@ -1,0 +1,207 @@
+"""The batch-inference job cut into engine steps: plan shards -> run each shard -> merge (+ report).
+
+Inputs and outputs are JSON-ready (dicts, lists, strings) so that KFP components and Hera script
+steps pass them as parameters without knowing the models behind them.
+
+Each shard writes its results beside the output, ``<output>.shard-I-of-N.jsonl`` (local or
+s3://), and its report beside those, ``<output>.shard-I-of-N.report.json``; the merge step writes
+every id exactly once into ``output``. Shard files are kept: a rerun with the same output and
+shard count resumes from them (every id already written is skipped).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from components.batch_inference import local_input, merge_outputs, run_batch
+from components.batch_io import read_items
+from components.batch_models import BatchJobParams, BatchReport
+from components.ids import Shard
+from components.inventory import load_inventory
+from components.placement import GpuNeed, Placement, place
+from components.settings import Settings, get_settings
+
+# What each engine's shard step needs. vLLM: a GPU it supports (khelben in the shipped
+# inventory); transformers: the CPU (the cluster's GPUs serve other models); openai: nothing
+# but HTTP to a server, so no placement at all.
+ENGINE_NEEDS: dict[str, GpuNeed | None] = {
+    "vllm": GpuNeed(framework="vllm"),
+    "transformers": GpuNeed(framework="transformers", gpu=False),
+    "openai": None,
+}
+
+
+def shard_placement(engine: str, settings: Settings | None = None) -> Placement | None:
+    """Where an engine's shard step runs; None: anywhere, on the component image (openai)."""
+    need = ENGINE_NEEDS[engine]
+    if need is None:
+        return None
+    return place(need, load_inventory((settings or get_settings()).cluster_inventory))
+
+
+def shard_uri(output: str, shard: str) -> str:
+    """Where shard ``I/N`` writes its results: ``<output>.shard-I-of-N.jsonl``."""
+    parsed = Shard.parse(shard)
+    return f"{output}.shard-{parsed.index}-of-{parsed.count}.jsonl"
+
+
+def shard_report_uri(output: str, shard: str) -> str:
+    """Where shard ``I/N`` writes its report: ``<output>.shard-I-of-N.report.json``."""
+    parsed = Shard.parse(shard)
+    return f"{output}.shard-{parsed.index}-of-{parsed.count}.report.json"
+
+
+def plan_shards(params: dict[str, Any], settings: Settings | None = None) -> list[str]:
+    """Read the input once (refusing a structural problem before any engine loads) and cut it
+    into ``shards`` shards ``I/N``, never more than it has rows."""
+    settings = settings or get_settings()
+    model = BatchJobParams.model_validate(params)
+    with local_input(model.input, settings) as path:
+        rows = sum(1 for _ in read_items(path, model))
+    count = max(1, min(model.shards, rows))
+    return [f"{i}/{count}" for i in range(count)]
+
+
+def run_shard(
+    params: dict[str, Any], shard: str = "0/1", settings: Settings | None = None
+) -> dict[str, Any]:
+    """Run one shard into its own output (resuming what it holds); returns its report."""
+    settings = settings or get_settings()
+    model = BatchJobParams.model_validate(params)
+    report = run_batch(model.for_shard(shard, shard_uri(model.output, shard)), settings)
+    result = report.model_dump()
+    _write_text(shard_report_uri(model.output, shard), json.dumps(result), settings)
+    return result
+
+
+def merge_shards(
+    params: dict[str, Any],
+    shards: list[str],
+    shard_reports: list[dict[str, Any]] | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Merge the shards' outputs into ``output`` (every id once); returns the run's report.
+
+    The shards' reports are given (KFP collects them) or read from beside their outputs.
+    """
+    settings = settings or get_settings()
+    model = BatchJobParams.model_validate(params)
+    if shard_reports is None:
+        shard_reports = [
+            json.loads(_read_text(shard_report_uri(model.output, shard), settings))
+            for shard in shards
+        ]
+    report = BatchReport.merge([BatchReport.model_validate(r) for r in shard_reports])
+    with tempfile.TemporaryDirectory(prefix="llmw-merge-") as tmp:
+        parts = [
+            _local_copy(shard_uri(model.output, shard), Path(tmp) / f"part-{i}.jsonl", settings)
+            for i, shard in enumerate(shards)
+        ]
+        _merge_into(parts, model.output, Path(tmp), settings)
+    return report.model_dump()
+
+
+def report_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """Flat numeric metrics for the Kubeflow UI (rows by outcome, tokens, seconds, rates)."""
+    model = BatchReport.model_validate(report)
+    metrics = {name: float(value) for name, value in model.model_dump().items()}
+    metrics["seconds"] = round(model.seconds, 3)
+    metrics["tokens_per_second"] = round(model.tokens_per_second, 3)
+    metrics["rows_per_second"] = round(model.rows_per_second, 3)
+    return metrics
+
+
+def report_markdown(report: dict[str, Any], params: dict[str, Any]) -> str:
+    """A Markdown summary of the run, for the Kubeflow UI and Argo's outputs."""
+    model = BatchReport.model_validate(report)
+    p = BatchJobParams.model_validate(params)
+    lines = [
+        "# Batch inference",
+        "",
+        f"`{p.input}` through {p.engine} (model `{p.model}`) into `{p.output}`.",
+        "",
+        "| rows | count |",
+        "| --- | ---: |",
+        f"| answered | {model.rows} |",
+        f"| errors | {model.errors} |",
+        f"| skipped (already written) | {model.skipped} |",
+        "",
+        f"**{model.rows}** rows answered in {model.seconds:.1f} s "
+        f"({model.rows_per_second:.2f} rows/s); {model.prompt_tokens} prompt tokens, "
+        f"{model.completion_tokens} completion tokens ({model.tokens_per_second:.1f} tokens/s).",
+    ]
+    if model.errors:
+        lines += ["", f"**{model.errors}** rows have an `error` in the output."]
+    return "\n".join(lines) + "\n"
+
+
+# --- local paths or s3:// ---------------------------------------------------------------------
+
+
+def _write_text(uri: str, text: str, settings: Settings) -> None:
+    if uri.startswith("s3://"):
+        from components.s3 import minio_client
+        from components.sources import parse_s3_uri
+
+        bucket, key = parse_s3_uri(uri)
+        data = text.encode("utf-8")
+        minio_client(settings).put_object(
+            bucket, key, io.BytesIO(data), len(data), content_type="application/json"
+        )
+        return
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _read_text(uri: str, settings: Settings) -> str:
+    if uri.startswith("s3://"):
+        from components.s3 import minio_client
+        from components.sources import parse_s3_uri
+
+        bucket, key = parse_s3_uri(uri)
+        response = minio_client(settings).get_object(bucket, key)
+        try:
+            return bytes(response.read()).decode("utf-8")
+        finally:
+            response.close()
+            response.release_conn()
+    return Path(uri).read_text(encoding="utf-8")
+
+
+def _local_copy(uri: str, target: Path, settings: Settings) -> Path:
+    """A shard's output as a local file: the path itself, or the S3 object downloaded."""
+    if not uri.startswith("s3://"):
+        path = Path(uri)
+        if not path.is_file():
+            raise FileNotFoundError(f"shard output {uri} does not exist")
+        return path
+    from components.s3 import minio_client
+    from components.sources import parse_s3_uri
+
+    bucket, key = parse_s3_uri(uri)
+    minio_client(settings).fget_object(bucket, key, str(target))
+    return target
+
+
+def _merge_into(parts: list[Path], output: str, work_dir: Path, settings: Settings) -> None:
+    """Merge ``parts`` into ``output``, replacing it whole (never a half-merged file)."""
+    if output.startswith("s3://"):
+        from components.s3 import minio_client
+        from components.sources import parse_s3_uri
+
+        merged = work_dir / "merged.jsonl"
+        merge_outputs(parts, merged)
+        bucket, key = parse_s3_uri(output)
+        minio_client(settings).fput_object(bucket, key, str(merged))
+        return
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".merging")
+    merge_outputs(parts, partial)
+    os.replace(partial, target)

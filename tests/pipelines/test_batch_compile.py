@@ -1,0 +1,171 @@
+"""Compiling the batch-inference pipeline: one branch per engine, each a ParallelFor of its
+placed shard task and a merge with Metrics and Markdown; secrets; the local variant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.batch_steps import ENGINE_NEEDS
+from components.registry import JOBS
+from pipelines import batch_inference
+from pipelines.compiler import check_ir, compile_text
+from pipelines.registry import get_pipeline, pipeline_arguments
+
+NAME = "batch-inference"
+
+
+def documents(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec, platform = list(yaml.safe_load_all(text))
+    return spec, platform
+
+
+def shard_executor(text: str, engine: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec, platform = documents(text)
+    label = f"exec-infer-shard-{engine}"
+    kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    return spec["deploymentSpec"]["executors"][label]["container"], kubernetes[label]
+
+
+def branches(spec: Any) -> dict[str, Any]:
+    """engine -> the component of its branch (the condition group holding its shard task)."""
+    found = {}
+    for component in spec.components.values():
+        for task in component.dag.tasks.values():
+            ref = task.component_ref.name
+            if ref.startswith("comp-condition-") and not ref.startswith("comp-condition-branches"):
+                loop = next(
+                    t
+                    for t in spec.components[ref].dag.tasks.values()
+                    if t.HasField("iterator_policy")
+                )
+                (shard,) = spec.components[loop.component_ref.name].dag.tasks
+                found[shard.removeprefix("infer-shard-")] = (task, spec.components[ref], loop)
+    return found
+
+
+def test_parameters_are_the_jobs(default_settings: Any) -> None:
+    spec = check_ir(compile_text(NAME, default_settings), NAME)
+    assert spec.pipeline_info.name == NAME
+    assert sorted(spec.root.input_definitions.parameters) == sorted(JOBS[NAME].parameter_names())
+    assert "shard" not in spec.root.input_definitions.parameters
+    assert pipeline_arguments(NAME, {"input": "s3://b/in.jsonl", "output": "o", "model": "m"}) == {
+        "input": "s3://b/in.jsonl",
+        "output": "o",
+        "engine": "transformers",
+        "model": "m",
+        "concurrency": 8,
+        "max_tokens": 64,
+        "temperature": 0.0,
+        "batch_size": 8,
+        "shards": 1,
+    }  # template and id_column unset: the pipeline's "" defaults apply
+
+
+def test_one_branch_per_engine_each_a_parallel_for_and_a_merge(default_settings: Any) -> None:
+    spec = check_ir(compile_text(NAME, default_settings), NAME)
+    assert set(spec.root.dag.tasks) == {"plan", "condition-branches-1"}
+    found = branches(spec)
+    assert sorted(found) == sorted(batch_inference.ENGINES) == sorted(ENGINE_NEEDS)
+    conditions = {engine: task.trigger_policy.condition for engine, (task, _, _) in found.items()}
+    assert "== 'vllm'" in conditions["vllm"] and "== 'openai'" in conditions["openai"]
+    assert "!(" in conditions["transformers"]  # the Else branch
+    for engine, (_, branch, loop) in found.items():
+        assert loop.iterator_policy.parallelism_limit == batch_inference.SHARD_PARALLELISM
+        assert loop.parameter_iterator.items.input_parameter == "pipelinechannel--plan-Output"
+        (merge,) = [t for name, t in branch.dag.tasks.items() if name.startswith("merge")]
+        # The merge collects this branch's shard reports, and gets the planned shards.
+        collected = merge.inputs.parameters["shard_reports"].task_output_parameter
+        assert collected.producer_task.startswith("for-loop-"), engine
+        assert merge.inputs.parameters["planned"].component_input_parameter
+        outputs = spec.components[merge.component_ref.name].output_definitions.artifacts
+        assert outputs["metrics"].artifact_type.schema_title == "system.Metrics"
+        assert outputs["summary"].artifact_type.schema_title == "system.Markdown"
+        assert not merge.caching_options.enable_cache
+        assert merge.retry_policy.max_retry_count == batch_inference.CLUSTER_RETRY["merge"].retries
+    # The pipeline's output is the merge that ran (dsl.OneOf over the branches).
+    output = spec.root.dag.outputs.parameters["Output"].value_from_parameter
+    assert output.producer_subtask == "condition-branches-1"
+    assert "oneof" in output.output_parameter_key
+
+
+def test_vllm_shards_go_to_khelben_on_amd_gpu(default_settings: Any) -> None:
+    container, config = shard_executor(compile_text(NAME, default_settings), "vllm")
+    assert config["nodeSelector"] == {"labels": {"kubernetes.io/hostname": "khelben"}}
+    assert config["tolerations"] == [
+        {"effect": "NoSchedule", "key": "dedicated", "operator": "Equal", "value": "vllm"}
+    ]
+    accelerator = container["resources"]["accelerator"]
+    assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("amd.com/gpu", "1")
+    assert container["image"].startswith("rocm/vllm")  # the inventory's vLLM image for ROCm
+
+
+@pytest.mark.parametrize("engine", ["transformers", "openai"])
+def test_cpu_engines_ask_for_no_gpu_and_no_node(default_settings: Any, engine: str) -> None:
+    container, config = shard_executor(compile_text(NAME, default_settings), engine)
+    assert "resources" not in container
+    assert "nodeSelector" not in config and "tolerations" not in config
+    # openai: the component image; transformers: the inventory's CPU image for it (the same).
+    assert container["image"] == default_settings.component_image
+
+
+def test_secrets_never_values_and_the_component_image(clean_env: None) -> None:
+    from components.settings import Settings
+
+    literal: dict[str, Any] = {"s3_access_key": "AKIA-literal", "s3_secret_key": "literal-secret"}
+    settings = Settings(
+        **literal, s3_credentials_secret="team-minio", component_image="registry.lab/llmw:t"
+    )
+    text = compile_text(NAME, settings)
+    for value in literal.values():
+        assert value not in text
+    spec, platform = documents(text)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(spec["deploymentSpec"]["executors"])
+    for label, config in executors.items():
+        (mounted,) = config["secretAsEnv"]
+        assert mounted["secretName"] == "team-minio", label
+        assert {k["envVar"] for k in mounted["keyToEnv"]} == {
+            "LLMW_S3_ACCESS_KEY",
+            "LLMW_S3_SECRET_KEY",
+        }
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        container = executor["container"]
+        program = container["command"][-1]
+        assert "from components.batch_steps import" in program, label
+        if label not in ("exec-infer-shard-vllm", "exec-infer-shard-transformers"):
+            assert container["image"] == "registry.lab/llmw:t", label
+
+
+def test_placement_follows_a_replaced_inventory(clean_env: None, tmp_path: Path) -> None:
+    from importlib.resources import files
+
+    from components.settings import Settings
+
+    inventory = yaml.safe_load((files("components") / "data" / "cluster.yaml").read_text())
+    inventory["default_nodes"]["vllm"] = "elminster"
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(inventory))
+    container, config = shard_executor(compile_text(NAME, Settings(cluster_inventory=path)), "vllm")
+    assert config["nodeSelector"] == {"labels": {"kubernetes.io/hostname": "elminster"}}
+    assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert container["image"].startswith("vllm/vllm-openai")
+
+
+def test_local_variant_has_no_cluster_config(default_settings: Any, tmp_path: Path) -> None:
+    from kfp import compiler
+
+    path = tmp_path / "local.yaml"
+    pipeline = get_pipeline(NAME, default_settings, for_cluster=False)
+    compiler.Compiler().compile(pipeline_func=pipeline, package_path=str(path))
+    text = path.read_text()
+    spec = check_ir(text, "local")
+    assert len(list(yaml.safe_load_all(text))) == 1  # no platform (Kubernetes) document
+    for label, executor in spec.deployment_spec["executors"].items():
+        container = executor["container"]
+        assert "env" not in container and "resources" not in container, label
+    for _, _, loop in branches(spec).values():
+        assert loop.iterator_policy.parallelism_limit == batch_inference.LOCAL_SHARD_PARALLELISM

@@ -1,0 +1,108 @@
+"""Rendering the batch-inference WorkflowTemplate: strict validation, one shard template per
+engine chosen by ``when``, placement, secrets, the merge step and its summary artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.batch_models import BatchJobParams
+from components.batch_steps import ENGINE_NEEDS
+from components.schema_validation import validate_document
+from workflows.batch_inference import ENGINES
+from workflows.registry import template_arguments
+from workflows.render import SCHEMA_FILE, render_template, render_text
+
+NAME = "batch-inference"
+
+
+def templates_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in document["spec"]["templates"]}
+
+
+def arguments_of(step: dict[str, Any]) -> dict[str, str]:
+    return {p["name"]: p["value"] for p in step["arguments"]["parameters"]}
+
+
+def test_renders_strictly_valid(default_settings: Any, schemas_dir: Path) -> None:
+    text = render_text(NAME, default_settings, schemas_dir)
+    document = yaml.safe_load(text)
+    assert validate_document(document, schemas_dir / SCHEMA_FILE) == []
+    assert document["kind"] == "WorkflowTemplate" and document["metadata"]["name"] == NAME
+
+
+def test_parameters_are_the_jobs_with_its_defaults(default_settings: Any) -> None:
+    spec = render_template(NAME, default_settings)["spec"]
+    declared = {p["name"]: p for p in spec["arguments"]["parameters"]}
+    assert list(declared) == list(BatchJobParams.model_fields)
+    assert "value" not in declared["input"] and "value" not in declared["model"]
+    assert declared["engine"]["enum"] == ["transformers", "openai", "vllm"]
+    assert sorted(declared["engine"]["enum"]) == sorted(ENGINES) == sorted(ENGINE_NEEDS)
+    # The defaults are what template_arguments sends for unset parameters.
+    sent = template_arguments(NAME, {"input": "i", "output": "o", "model": "m"})
+    for name, param in declared.items():
+        if "value" in param:
+            assert param["value"] == sent[name], name
+    assert sent["template"] == "" and sent["temperature"] == "0.0" and sent["shards"] == "1"
+
+
+def test_shape_plan_fan_out_per_engine_merge(default_settings: Any) -> None:
+    document = render_template(NAME, default_settings)
+    spec = document["spec"]
+    templates = templates_by_name(document)
+    main = templates[spec["entrypoint"]]
+    (plan,), fan_outs, (merge,) = main["steps"]
+    assert plan["name"] == "plan" and merge["name"] == "merge"
+    assert [s["name"] for s in fan_outs] == [f"infer-shard-{e}" for e in ENGINES]
+    for engine, step in zip(ENGINES, fan_outs, strict=True):
+        assert step["template"] == f"infer-shard-{engine}"
+        assert step["withParam"] == "{{steps.plan.outputs.result}}"
+        assert step["when"] == f"'{{{{workflow.parameters.engine}}}}' == '{engine}'"
+        assert arguments_of(step)["shard"] == "{{item}}"
+        script = templates[step["template"]]["script"]
+        assert script["args"][-1] == "workflows.batch_inference:infer_shard"
+    # The merge reads the planned shards' reports from storage: a Skipped step has no outputs.
+    assert arguments_of(merge)["planned"] == "{{steps.plan.outputs.result}}"
+    assert not any("infer-shard" in v for v in arguments_of(merge).values())
+    assert main["outputs"]["parameters"] == [
+        {"name": "report", "valueFrom": {"parameter": "{{steps.merge.outputs.result}}"}}
+    ]
+    (artifact,) = templates["merge"]["outputs"]["artifacts"]
+    assert artifact["s3"] == {"key": "batch-inference/{{workflow.name}}/summary.md"}
+    assert artifact["archive"] == {"none": {}}
+    assert spec["onExit"] == "exit-handler"
+    for name in ("plan", "merge", *(f"infer-shard-{e}" for e in ENGINES)):
+        assert templates[name]["retryStrategy"]["limit"] >= 2, name
+
+
+def test_vllm_shards_on_khelben_with_amd_gpu_the_rest_without(default_settings: Any) -> None:
+    templates = templates_by_name(render_template(NAME, default_settings))
+    vllm = templates["infer-shard-vllm"]
+    assert vllm["nodeSelector"] == {"kubernetes.io/hostname": "khelben"}
+    assert vllm["tolerations"] == [
+        {"effect": "NoSchedule", "key": "dedicated", "operator": "Equal", "value": "vllm"}
+    ]
+    assert vllm["script"]["resources"] == {"limits": {"amd.com/gpu": "1"}}
+    assert vllm["script"]["image"].startswith("rocm/vllm")
+    for name in ("plan", "merge", "infer-shard-openai", "infer-shard-transformers"):
+        assert "nodeSelector" not in templates[name] and "tolerations" not in templates[name]
+        assert "resources" not in templates[name]["script"], name
+        assert templates[name]["script"]["image"] == default_settings.component_image
+
+
+def test_credentials_come_from_secrets_never_values(clean_env: None) -> None:
+    from components.settings import Settings
+
+    settings = Settings(
+        s3_access_key="AKIA-LITERAL", s3_secret_key="literal-secret", s3_credentials_secret="mc"
+    )
+    document = render_template(NAME, settings)
+    text = yaml.safe_dump(document)
+    assert "AKIA-LITERAL" not in text and "literal-secret" not in text
+    templates = templates_by_name(document)
+    for name in ("plan", "merge", *(f"infer-shard-{e}" for e in ENGINES)):
+        env = {e["name"]: e for e in templates[name]["script"]["env"]}
+        for key in ("LLMW_S3_ACCESS_KEY", "LLMW_S3_SECRET_KEY"):
+            assert env[key]["valueFrom"]["secretKeyRef"] == {"key": key, "name": "mc"}, name

@@ -1,0 +1,299 @@
+"""The ``batch-inference`` WorkflowTemplate: plan shards -> run each shard -> merge.
+
+Each script step is a Hera runner step (``constructor="runner"``), a few lines calling the same
+step functions as the KFP pipeline, from ``components.batch_steps``; its return value, printed
+as JSON by the runner, is the step's ``outputs.result``.
+
+Where a shard runs depends on the ``engine`` parameter (``components.batch_steps.ENGINE_NEEDS``):
+vLLM on its GPU (khelben in the shipped inventory: node selector, toleration, ``amd.com/gpu``),
+transformers on the CPU, openai anywhere. A template's placement is fixed when it renders, so
+there is one shard template per engine, and the fan-out step of each runs only ``when`` the
+``engine`` argument names it. The other two are Skipped and have no outputs in Argo, so the
+merge step does not take the shards' results: it reads each shard's report from beside its
+output (``components.batch_steps.merge_shards``), given the planned shards.
+
+Credentials come from Secrets (never values). The Markdown summary is an output artifact in
+the cluster's default artifact repository (MinIO), under
+``batch-inference/<workflow name>/summary.md``.
+
+No ``from __future__ import annotations`` here: Hera reads the step functions' annotations to
+build each template's inputs and outputs.
+"""
+
+import contextlib
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+from hera.workflows import (
+    Artifact,
+    NoneArchiveStrategy,
+    Parameter,
+    S3Artifact,
+    Script,
+    Step,
+    Steps,
+    WorkflowTemplate,
+)
+from hera.workflows import models as m
+
+from components.batch_models import BatchJobParams
+from components.batch_steps import shard_placement
+from components.settings import Settings, get_settings
+from workflows.ingestion import OUTPUTS_DIRECTORY, placement_kwargs, retry_strategy, step_env
+
+TEMPLATE_NAME = "batch-inference"
+DESCRIPTION = (
+    "Prompts (an OpenAI batch file, or a JSONL/CSV/Parquet dataset with a template) through "
+    "vLLM, an OpenAI-compatible endpoint or transformers, into JSONL results; resumable."
+)
+ENTRYPOINT = "main"
+EXIT_HANDLER = "exit-handler"
+ENGINES = ("vllm", "openai", "transformers")
+# How many shards run at once. GPU shards queue on the scheduler for the one GPU that runs them;
+# openai shards share the endpoint's capacity.
+SHARD_PARALLELISM = 4
+SUMMARY_ARTIFACT = "summary"
+SUMMARY_KEY = TEMPLATE_NAME + "/{{workflow.name}}/summary.md"
+WORKFLOW_PARAMETERS = tuple(BatchJobParams.model_fields)
+
+
+# --- steps: thin wrappers over components.batch_steps -----------------------------------------
+
+
+def _params(
+    input: str,
+    output: str,
+    engine: str,
+    model: str,
+    template: str,
+    id_column: str,
+    shards: str,
+    concurrency: str,
+    max_tokens: str,
+    temperature: str,
+    batch_size: str,
+) -> dict[str, Any]:
+    """The job's parameters from Argo's strings: an empty template or id_column means none."""
+    return {
+        "input": input,
+        "output": output,
+        "engine": engine,
+        "model": model,
+        "template": template or None,
+        "id_column": id_column or None,
+        "shards": shards,
+        "concurrency": concurrency,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "batch_size": batch_size,
+    }
+
+
+def plan(
+    input: str,
+    output: str,
+    engine: str,
+    model: str,
+    template: str,
+    id_column: str,
+    shards: str,
+    concurrency: str,
+    max_tokens: str,
+    temperature: str,
+    batch_size: str,
+) -> list[str]:
+    """Read the input once and cut it into shards ("I/N"); the list feeds ``withParam``."""
+    from components.batch_steps import plan_shards
+
+    params = _params(
+        input, output, engine, model, template, id_column, shards, concurrency, max_tokens,
+        temperature, batch_size,
+    )  # fmt: skip
+    # stdout is the step's result: anything a library prints goes to the log (stderr) instead.
+    with contextlib.redirect_stdout(sys.stderr):
+        return plan_shards(params)
+
+
+def infer_shard(
+    input: str,
+    output: str,
+    engine: str,
+    model: str,
+    template: str,
+    id_column: str,
+    shards: str,
+    concurrency: str,
+    max_tokens: str,
+    temperature: str,
+    batch_size: str,
+    shard: str,
+) -> dict[str, Any]:
+    """Run one shard into its own output file; its report (JSON) is the step's result."""
+    from components.batch_steps import run_shard
+
+    params = _params(
+        input, output, engine, model, template, id_column, shards, concurrency, max_tokens,
+        temperature, batch_size,
+    )  # fmt: skip
+    with contextlib.redirect_stdout(sys.stderr):
+        return run_shard(params, shard)
+
+
+def merge(
+    input: str,
+    output: str,
+    engine: str,
+    model: str,
+    template: str,
+    id_column: str,
+    shards: str,
+    concurrency: str,
+    max_tokens: str,
+    temperature: str,
+    batch_size: str,
+    planned: str,
+    summary: Annotated[Path, Artifact(name=SUMMARY_ARTIFACT, output=True)],
+) -> dict[str, Any]:
+    """Merge the planned shards' outputs (reports read from beside them) into the output, write
+    the Markdown summary artifact; the run's report is the step's result."""
+    from components.batch_steps import merge_shards, report_markdown
+
+    params = _params(
+        input, output, engine, model, template, id_column, shards, concurrency, max_tokens,
+        temperature, batch_size,
+    )  # fmt: skip
+    with contextlib.redirect_stdout(sys.stderr):
+        result = merge_shards(params, json.loads(planned))
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_text(report_markdown(result, params), encoding="utf-8")
+    return result
+
+
+def record_status(workflow: str, status: str) -> dict[str, str]:
+    """The exit handler's step: record how the run ended (in its log and as its result)."""
+    print(f"{TEMPLATE_NAME} run {workflow} ended: {status}", file=sys.stderr)
+    return {"workflow": workflow, "template": TEMPLATE_NAME, "status": status}
+
+
+# --- the template -----------------------------------------------------------------------------
+
+
+def _argument_text(value: Any) -> str:
+    """A default as Argo passes it (as ``workflows.registry.argument_text`` writes arguments)."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def workflow_arguments() -> list[Parameter]:
+    """The template's parameters: the job model's fields, with their defaults and choices."""
+    arguments = []
+    for name, field in BatchJobParams.model_fields.items():
+        kwargs: dict[str, Any] = {"name": name}
+        if not field.is_required():
+            kwargs["value"] = _argument_text(field.default)
+        if typing.get_origin(field.annotation) is typing.Literal:
+            kwargs["enum"] = list(typing.get_args(field.annotation))
+        if field.description:
+            kwargs["description"] = field.description
+        arguments.append(Parameter(**kwargs))
+    return arguments
+
+
+def build_template(settings: Settings | None = None) -> WorkflowTemplate:
+    """The ``batch-inference`` WorkflowTemplate for ``settings`` (the process's by default)."""
+    settings = settings or get_settings()
+    placements = {engine: shard_placement(engine, settings) for engine in ENGINES}
+    image = settings.component_image
+    workflow_args = {name: f"{{{{workflow.parameters.{name}}}}}" for name in WORKFLOW_PARAMETERS}
+
+    with WorkflowTemplate(
+        name=TEMPLATE_NAME,
+        namespace=settings.argo_namespace,
+        labels={
+            "app.kubernetes.io/name": TEMPLATE_NAME,
+            "app.kubernetes.io/part-of": "llm-workflows",
+        },
+        annotations={"workflows.argoproj.io/description": DESCRIPTION},
+        entrypoint=ENTRYPOINT,
+        on_exit=EXIT_HANDLER,
+        arguments=workflow_arguments(),
+    ) as template:
+        plan_template = Script(
+            name="plan",
+            source=plan,
+            constructor="runner",
+            image=image,
+            env=step_env(settings, milvus=False),
+            retry_strategy=retry_strategy(3, "30s", "10m"),
+        )
+        shard_templates = {}
+        for engine, placement in placements.items():
+            placed: dict[str, Any] = {"image": image, "env": step_env(settings, milvus=False)}
+            if placement is not None:
+                # The placement's image: vLLM's for the GPU's stack, the project's CPU build.
+                placed = {
+                    "image": placement.image,
+                    "env": step_env(settings, milvus=False, extra=placement.env),
+                    **placement_kwargs(placement),
+                }
+            shard_templates[engine] = Script(
+                name=f"infer-shard-{engine}",
+                source=infer_shard,
+                constructor="runner",
+                retry_strategy=retry_strategy(3, "60s", "30m"),
+                **placed,
+            )
+        merge_template = Script(
+            name="merge",
+            source=merge,
+            constructor="runner",
+            image=image,
+            env=step_env(settings, milvus=False),
+            retry_strategy=retry_strategy(2, "30s", "10m"),
+            outputs=[
+                # Key only: bucket, endpoint and credentials come from the cluster's default
+                # artifact repository (MinIO). Plain Markdown, not a tarball.
+                S3Artifact(
+                    name=SUMMARY_ARTIFACT,
+                    path=f"{OUTPUTS_DIRECTORY}/artifacts/{SUMMARY_ARTIFACT}",
+                    key=SUMMARY_KEY,
+                    archive=NoneArchiveStrategy(),
+                )
+            ],
+        )
+        status_template = Script(
+            name="record-status", source=record_status, constructor="runner", image=image
+        )
+        with Steps(
+            name=ENTRYPOINT,
+            parallelism=SHARD_PARALLELISM,
+            outputs=[
+                Parameter(
+                    name="report",
+                    value_from=m.ValueFrom(parameter="{{steps.merge.outputs.result}}"),
+                )
+            ],
+        ) as main:
+            planned = plan_template(name="plan", arguments=workflow_args)
+            assert isinstance(planned, Step)
+            with main.parallel():
+                for engine, shard_template in shard_templates.items():
+                    shard_template(
+                        name=f"infer-shard-{engine}",
+                        arguments={**workflow_args, "shard": "{{item}}"},
+                        with_param=planned.result,
+                        when=f"'{{{{workflow.parameters.engine}}}}' == '{engine}'",
+                    )
+            merge_template(name="merge", arguments={**workflow_args, "planned": planned.result})
+        # Argo runs the exit handler with the workflow's arguments only: a steps template
+        # passes the run's name and final status ({{workflow.status}}) to the script step.
+        with Steps(name=EXIT_HANDLER):
+            status_template(
+                name="record-status",
+                arguments={"workflow": "{{workflow.name}}", "status": "{{workflow.status}}"},
+            )
+    return template
