@@ -24,9 +24,13 @@ async def connect(settings: Settings) -> NATS:
     """A NATS connection from the settings (one try: a client should fail fast)."""
     from bridge.connection import connect_options, redact_url
 
-    options = {**connect_options(settings), "allow_reconnect": False, "max_reconnect_attempts": 0}
+    async def quiet(exc: Exception) -> None:  # the failure is reported once, below
+        return None
+
+    # One attempt per server (nats-py reads 0 attempts as "forever" at the first connect).
+    options = {**connect_options(settings), "allow_reconnect": False, "max_reconnect_attempts": 1}
     try:
-        return await nats.connect(**options)
+        return await nats.connect(**options, error_cb=quiet)
     except Exception as exc:
         raise TriggerError(f"cannot reach NATS at {redact_url(settings.nats_url)}: {exc}") from exc
 

@@ -39,7 +39,6 @@ NATS_SECRET_FILES = (
 ENGINE_SECRET_ENV = ("LLMW_KFP_TOKEN", "LLMW_ARGO_TOKEN")
 # Plain settings the bridge reads, passed through as they are in the rendering settings.
 PLAIN_SETTINGS = (
-    "nats_url",
     "bridge_stream",
     "bridge_consumer",
     "bridge_kv_bucket",
@@ -89,6 +88,7 @@ def _env(settings: Settings) -> list[dict[str, Any]]:
         {"name": _env_name(f), "value": _text(getattr(settings, f))} for f in PLAIN_SETTINGS
     ]
     # The pod must answer the kubelet's probes on its own IP, whatever host the settings name.
+    env.append({"name": "LLMW_NATS_URL", "value": settings.cluster_nats_url})
     env.append({"name": "LLMW_BRIDGE_HTTP_HOST", "value": "0.0.0.0"})
     # A read-only root filesystem: anything that writes under $HOME writes to the /tmp volume.
     env.append({"name": "HOME", "value": "/tmp"})

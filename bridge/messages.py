@@ -199,11 +199,6 @@ def decode_request(data: bytes, subject: str, max_bytes: int) -> PipelineRequest
     if known_pipeline is None and _SUBJECT_TOKEN.match(subject_pipeline):
         raw = {**raw, "pipeline": subject_pipeline}
         known_pipeline = subject_pipeline
-    elif known_pipeline is not None and subject_pipeline and subject_pipeline != known_pipeline:
-        raise reject(
-            RejectCode.invalid_message,
-            f"subject names pipeline {subject_pipeline!r} but the body names {known_pipeline!r}",
-        )
     engine = raw.get("engine")
     if engine is not None and engine not in ENGINES:
         raise reject(
@@ -217,6 +212,11 @@ def decode_request(data: bytes, subject: str, max_bytes: int) -> PipelineRequest
         job = get_job(request.pipeline)
     except UnknownPipelineError as exc:
         raise reject(RejectCode.unknown_pipeline, str(exc)) from None
+    if subject_pipeline and subject_pipeline != request.pipeline:
+        raise reject(
+            RejectCode.invalid_message,
+            f"subject names pipeline {subject_pipeline!r} but the body names {request.pipeline!r}",
+        )
     try:
         job.validate(request.parameters)
     except ParameterError as exc:

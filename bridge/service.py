@@ -3,8 +3,9 @@
 Per message: decode and validate (else reject: status, dead letter, terminate) -> claim the
 ``request_id`` in KV (else it is a duplicate: re-publish its status, ack) -> ``accepted`` ->
 submit off the event loop (transient failure: nak with a growing delay; permanent: ``failed``)
--> ``submitted`` -> ack. The watcher takes it from there. Status events are published before the
-record is saved, so a crash can repeat an event but never lose one.
+-> ``submitted`` -> ack. The watcher takes it from there. A record is saved before its event is
+published, and whoever picks a request up again re-publishes where it stands: a crash can repeat
+an event, never lose or reorder one.
 """
 
 from __future__ import annotations
@@ -323,8 +324,8 @@ class Bridge:
             reraise=True,
         ):
             with attempt:
-                await self._publish_status(record)
                 revision = await self._save(record, revision)
+                await self._publish_status(record)
                 await msg.ack()
         log.info(
             "submitted",
@@ -358,8 +359,8 @@ class Bridge:
         record.state = RunState.failed
         record.error = StatusError(code="submit_failed", message=reason)
         self.metrics.failed.labels(engine=record.engine).inc()
-        await self._publish_status(record)
         await self._save(record, revision)
+        await self._publish_status(record)
         await msg.term()
         log.error("submission failed: %s", reason, extra=extra)
 

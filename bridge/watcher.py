@@ -1,8 +1,9 @@
 """Follows submitted runs to their end and publishes each change of state.
 
-After a restart it picks up every claim the KV says was submitted and has not ended. Events go out
-before the record is saved, so a crash may repeat an event, never lose one; ``running`` is always
-published before a final state, even when the run ended between two polls.
+After a restart it picks up every claim the KV says was submitted and has not ended, and
+re-publishes where each stands. A record is saved before its event goes out, so a crash may repeat
+an event, never lose or reorder one; ``running`` is always published before a final state, even
+when the run ended between two polls.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Watcher:
     async def start(self) -> None:
         """Resume the runs the KV says are not done, then poll in the background."""
         for record, revision in await self.claims.unfinished():
+            # Its last event may not have gone out before the crash.
+            await self._publish(record)
             self.follow(record, revision)
         if self._followed:
             log.info("resuming %d unfinished runs", len(self._followed))
@@ -90,6 +93,7 @@ class Watcher:
         try:
             if state.final and updated.state is not RunState.running:
                 updated.state = RunState.running
+                revision = await self.claims.save(updated, revision)
                 await self._publish(updated)
             updated.state = state
             if state is RunState.failed:
@@ -97,8 +101,8 @@ class Watcher:
                 updated.error = StatusError(code="run_failed", message=message)
             if status.url:
                 updated.run_url = status.url
-            await self._publish(updated)
             revision = await self.claims.save(updated, revision)
+            await self._publish(updated)
         except Exception as exc:  # NATS away: the next pass repeats it
             log.warning("cannot publish the run's status: %s", exc, extra=extra)
             return

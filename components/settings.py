@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     s3_credentials_secret: str = "llmw-minio-credentials"
     milvus_credentials_secret: str = "llmw-milvus-credentials"
     cluster_milvus_uri: str = "http://milvus.ai-ml.svc.cluster.local:19530"
+    cluster_nats_url: str = "nats://nats.nats.svc.cluster.local:4222"  # the bridge's, in-cluster
     # NATS (the bridge and `llmw trigger`). Credentials: user/password, a token, an nkey seed file
     # or a creds file; TLS with a CA and an optional client certificate.
     nats_url: str = "nats://127.0.0.1:4222"

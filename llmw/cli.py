@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from llmw import engine_commands, infer_command, ingest_commands
+from llmw import bridge_commands, engine_commands, infer_command, ingest_commands
 
 app = typer.Typer(
     name="llmw",
@@ -24,6 +24,8 @@ app.command("compile")(engine_commands.compile_command)
 app.command("run")(engine_commands.run_command)
 app.command("submit")(engine_commands.submit_command)
 app.command("status")(engine_commands.status_command)
+app.command("trigger")(bridge_commands.trigger_command)
+app.command("bridge")(bridge_commands.bridge_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

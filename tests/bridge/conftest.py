@@ -203,6 +203,12 @@ def states(events: list[PipelineStatus]) -> list[str]:
     return [event.state.value for event in events]
 
 
+def collapsed(events: list[PipelineStatus]) -> list[str]:
+    """The states with repeats in a row folded: a crash or restart may repeat an event."""
+    names = states(events)
+    return [name for n, name in enumerate(names) if n == 0 or names[n - 1] != name]
+
+
 def packb(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
 

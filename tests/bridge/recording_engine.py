@@ -58,13 +58,16 @@ class RecordingEngine:
         run_id = run_name if self.idempotent else f"{run_name}--{uuid.uuid4().hex[:8]}"
         record = {"run_name": run_name, "pipeline": pipeline, "params": params, "at": time.time()}
         path = self.runs_dir / f"{run_id}.json"
+        # Written aside, then linked into place: readers never see half a file, and a link to
+        # an existing name fails, as creating an existing Argo workflow does.
+        draft = self.runs_dir / f".{run_id}.{uuid.uuid4().hex}.draft"
+        draft.write_text(json.dumps(record))
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            os.link(draft, path)
         except FileExistsError:
             pass  # adopted: the same run, created before
-        else:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(record, handle)
+        finally:
+            draft.unlink()
         return SubmittedRun(run_id=run_id, url=f"test://{run_id}", state="Pending")
 
     def status(self, run_id: str) -> RunStatus:

@@ -77,7 +77,7 @@ def test_rbac_allows_only_workflows_in_its_namespace() -> None:
 
 
 def test_deployment_ports_probes_service_and_monitor_agree() -> None:
-    settings = Settings(bridge_http_port=9310, nats_url="nats://nats.nats.svc:4222")
+    settings = Settings(bridge_http_port=9310, cluster_nats_url="nats://nats.nats.svc:4222")
     docs = render_manifests(settings)
     kinds = _by_kind(docs)
     deployment = kinds["Deployment"]
@@ -197,7 +197,7 @@ def test_a_port_of_zero_is_refused() -> None:
 
 
 def test_written_yaml_is_byte_identical_and_parses_back(tmp_path: Path) -> None:
-    settings = Settings(nats_url="nats://nats:4222", bridge_namespace="ai-ml")
+    settings = Settings(cluster_nats_url="nats://nats:4222", bridge_namespace="ai-ml")
     (first,) = write_manifests(tmp_path / "a", settings)
     assert first == tmp_path / "a" / "bridge" / "bridge.k8s.yaml"
     import workflows.render  # noqa: F401  (imports hera, which changes PyYAML's global style)
