@@ -151,6 +151,7 @@ class TransformersEngine:
             config, "n_positions", None
         )
         self.max_length = int(context or 2048)
+        self._embedders: dict[str, Any] = {}
 
     def process(self, rows: Iterable[BatchRow], emit: Emit) -> None:
         for batch in _batched(rows, self.batch_size):
@@ -254,8 +255,8 @@ class TransformersEngine:
         }
 
     def _embed(self, rows: list[BatchRow], emit: Emit) -> None:
-        from components.embedders import SentenceTransformerEmbedder
-
+        """The batch's embedding rows, one encode per model (the model loaded once)."""
+        by_model: dict[str, list[tuple[BatchRow, list[str]]]] = {}
         for row in rows:
             inputs = row.body.get("input")
             texts = [inputs] if isinstance(inputs, str) else inputs
@@ -263,23 +264,37 @@ class TransformersEngine:
                 emit(error_result(row, "invalid_request", "input must be a string or strings", 400))
                 continue
             model = str(row.body.get("model") or "all-MiniLM-L6-v2")
+            by_model.setdefault(model, []).append((row, texts))
+        for model, items in by_model.items():
             try:
-                embedder = SentenceTransformerEmbedder(model, device=self.device)
+                embedder = self._embedder(model)
             except Exception as exc:
-                emit(error_result(row, "model_not_found", f"{model}: {exc}", 404))
+                for row, _ in items:
+                    emit(error_result(row, "model_not_found", f"{model}: {exc}", 404))
                 continue
-            vectors = embedder.embed(texts)
-            data = [
-                {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)
-            ]
-            tokens = sum(len(t.split()) for t in texts)
-            body = {
-                "object": "list",
-                "data": data,
-                "model": model,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-            emit(ok_result(row, body))
+            vectors = embedder.embed([text for _, texts in items for text in texts])
+            start = 0
+            for row, texts in items:
+                mine, start = vectors[start : start + len(texts)], start + len(texts)
+                data = [
+                    {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(mine)
+                ]
+                tokens = sum(len(t.split()) for t in texts)
+                body = {
+                    "object": "list",
+                    "data": data,
+                    "model": model,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                }
+                emit(ok_result(row, body))
+
+    def _embedder(self, model: str) -> Any:
+        """The sentence-transformers model, loaded on first use and kept."""
+        from components.embedders import SentenceTransformerEmbedder
+
+        if model not in self._embedders:
+            self._embedders[model] = SentenceTransformerEmbedder(model, device=self.device)
+        return self._embedders[model]
 
 
 class VLLMEngine:
