@@ -21,12 +21,13 @@ def main() -> None:
     parser.add_argument("--idempotent", action="store_true")
     parser.add_argument("--poll-s", type=float, default=0.2)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--http-port", type=int, default=0)
     args = parser.parse_args()
     settings = Settings(
         nats_url=args.nats_url,
         bridge_poll_s=args.poll_s,
         bridge_http_host="127.0.0.1",
-        bridge_http_port=0,
+        bridge_http_port=args.http_port,
         bridge_ack_wait_s=5.0,
         bridge_retry_base_s=0.05,
         bridge_retry_max_s=1.0,

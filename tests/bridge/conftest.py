@@ -216,7 +216,8 @@ def packb(value: Any) -> bytes:
 class BridgeProcess:
     """``tests.bridge.bridge_process`` in a subprocess, to be SIGKILLed and started again."""
 
-    def __init__(self, url: str, runs_dir: Path, *extra: str) -> None:
+    def __init__(self, url: str, runs_dir: Path, *extra: str, log: Path | None = None) -> None:
+        self.log = log
         self.command = [
             sys.executable,
             "-m",
@@ -231,9 +232,12 @@ class BridgeProcess:
 
     def start(self) -> BridgeProcess:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        stderr = self.log.open("ab") if self.log else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            self.command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self.command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr
         )
+        if self.log:
+            stderr.close()  # type: ignore[union-attr]
         return self
 
     def kill(self) -> None:

@@ -3,7 +3,6 @@ that checks every request against the pinned KFP v2beta1 OpenAPI spec."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
 from collections.abc import Iterator
@@ -16,74 +15,12 @@ import yaml
 
 from components.registry import ParameterError, UnknownPipelineError
 from pipelines.submit import SubmitError, run_status, submit_run, wait_for_run
-from tests.contract.openapi_server import ContractRequest, OpenAPIContractServer
+from tests.contract.fake_kfp import FakeKFP
+from tests.contract.openapi_server import OpenAPIContractServer
 
 NAME = "document-ingestion"
 TOKEN = "kfp-test-token"
 UI = "https://kubeflow.example.test"
-
-
-class FakeKFP:
-    """Just enough of the KFP API server: healthz, experiments and runs, in memory."""
-
-    def __init__(self) -> None:
-        self.experiments: dict[str, dict[str, Any]] = {}
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.states: dict[str, Iterator[str]] = {}
-        self.ids = itertools.count(1)
-
-    def handlers(self) -> dict[str, Any]:
-        return {
-            "HealthzService_GetHealthz": self.healthz,
-            "ExperimentService_ListExperiments": self.list_experiments,
-            "ExperimentService_CreateExperiment": self.create_experiment,
-            "RunService_CreateRun": self.create_run,
-            "RunService_GetRun": self.get_run,
-        }
-
-    def add_experiment(self, name: str) -> str:
-        experiment_id = f"exp-{next(self.ids)}"
-        self.experiments[experiment_id] = {
-            "experiment_id": experiment_id,
-            "display_name": name,
-            "storage_state": "AVAILABLE",
-        }
-        return experiment_id
-
-    def healthz(self, request: ContractRequest) -> tuple[int, Any]:
-        return 200, {"multi_user": False}
-
-    def list_experiments(self, request: ContractRequest) -> tuple[int, Any]:
-        found = list(self.experiments.values())
-        for predicate in json.loads(request.query.get("filter", ["{}"])[0]).get("predicates", []):
-            # kfp.Client sends the enum's number (1 = EQUALS); protojson accepts either.
-            assert predicate["operation"] in (1, "EQUALS") and predicate["key"] == "display_name"
-            found = [e for e in found if e["display_name"] == predicate["stringValue"]]
-        return 200, {"experiments": found, "total_size": len(found)} if found else {}
-
-    def create_experiment(self, request: ContractRequest) -> tuple[int, Any]:
-        experiment_id = self.add_experiment(request.body["display_name"])
-        return 200, self.experiments[experiment_id]
-
-    def create_run(self, request: ContractRequest) -> tuple[int, Any]:
-        run_id = f"run-{next(self.ids)}"
-        run = {
-            **request.body,
-            "run_id": run_id,
-            "state": "PENDING",
-            "created_at": "2026-01-01T00:00:00Z",
-        }
-        self.runs[run_id] = run
-        return 200, run
-
-    def get_run(self, request: ContractRequest) -> tuple[int, Any]:
-        run_id = request.path_params["run_id"]
-        if run_id not in self.runs:
-            return 404, {"code": 5, "message": f"Run {run_id} not found", "error": "not found"}
-        run = self.runs[run_id]
-        if run_id in self.states:
-            run["state"] = next(self.states[run_id])
-        return 200, run
 
 
 @pytest.fixture
@@ -283,3 +220,15 @@ def test_multi_user_namespace_scopes_the_experiment(
     assert listing.query["namespace"] == ["team-a"]
     (created,) = server.requests_for("ExperimentService_CreateExperiment")
     assert created.body["namespace"] == "team-a"
+
+
+def test_reuse_returns_the_run_of_that_name_instead_of_starting_another(
+    server: OpenAPIContractServer, fake: FakeKFP, settings: Any
+) -> None:
+    first = submit_run(NAME, {"source": "/data"}, settings, "bridge", "req-1-run", reuse=True)
+    again = submit_run(NAME, {"source": "/data"}, settings, "bridge", "req-1-run", reuse=True)
+    other = submit_run(NAME, {"source": "/data"}, settings, "bridge", "req-2-run", reuse=True)
+    assert server.violations == []
+    assert again.run_id == first.run_id != other.run_id
+    assert len(fake.runs) == 2
+    assert operations(server).count("RunService_ListRuns") == 3
