@@ -30,7 +30,7 @@ from components.settings import Settings, get_settings
 # inventory); transformers: the CPU (the cluster's GPUs serve other models); openai: nothing
 # but HTTP to a server, so no placement at all.
 ENGINE_NEEDS: dict[str, GpuNeed | None] = {
-    "vllm": GpuNeed(framework="vllm"),
+    "vllm": GpuNeed(framework="vllm", image_framework="llmw-vllm"),
     "transformers": GpuNeed(framework="transformers", gpu=False),
     "openai": None,
 }

@@ -43,6 +43,9 @@ class GpuNeed(BaseModel):
     vendor: str | None = Field(None, description="nvidia, amd or intel")
     node: str | None = None  # pin a node by name
     architecture: str | None = None  # gfx1151, sm_75, ... or a family: turing, rdna2, xe
+    # Whose image the step runs, when not the framework's own: a batch step that drives vLLM
+    # needs this project installed over vLLM, not the upstream server image.
+    image_framework: str | None = None
 
     @field_validator("vendor", "architecture")
     @classmethod
@@ -111,7 +114,7 @@ def place(need: GpuNeed, inventory: ClusterInventory | None = None) -> Placement
         architecture=gpu.architecture,
         tolerations=[t.toleration() for t in node.taints],
         env=dict(gpu.env),
-        image=_image(inventory, need.framework, gpu.stack),
+        image=_image(inventory, need.image_framework or need.framework, gpu.stack),
     )
 
 
@@ -125,7 +128,7 @@ def gpus_like(placement: Placement, inventory: ClusterInventory) -> int:
 
 
 def _cpu_placement(need: GpuNeed, inventory: ClusterInventory) -> Placement:
-    image = _image(inventory, need.framework, "cpu")
+    image = _image(inventory, need.image_framework or need.framework, "cpu")
     if need.node is None:
         return Placement(node=None, vendor="cpu", image=image)
     node = _pinned(need, inventory)

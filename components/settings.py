@@ -17,6 +17,10 @@ from pydantic_settings import (
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 MAX_MILVUS_WRITE_BYTES = 64 * 1024 * 1024
+# The keys of the Kubernetes Secrets that compiled pipelines mount, named like the variables.
+S3_SECRET_KEYS = ("LLMW_S3_ACCESS_KEY", "LLMW_S3_SECRET_KEY")
+MILVUS_SECRET_KEYS = ("LLMW_MILVUS_TOKEN",)
+LLM_SECRET_KEY = "LLMW_LLM_API_KEY"
 
 
 class _ConfigFileLocator(BaseSettings):
@@ -97,6 +101,7 @@ class Settings(BaseSettings):
     component_image: str = "ghcr.io/daviestechlabs/llm-workflows:0.1.0"
     s3_credentials_secret: str = "llmw-minio-credentials"
     milvus_credentials_secret: str = "llmw-milvus-credentials"
+    llm_credentials_secret: str = "llmw-llm-credentials"  # key LLMW_LLM_API_KEY (optional)
     cluster_milvus_uri: str = "http://milvus.ai-ml.svc.cluster.local:19530"
     cluster_nats_url: str = "nats://nats.nats.svc.cluster.local:4222"  # the bridge's, in-cluster
     # NATS (the bridge and `llmw trigger`). Credentials: user/password, a token, an nkey seed file

@@ -55,21 +55,31 @@ def compile_command(
     The output is byte-identical across runs. Argo documents are validated strictly against the
     pinned schema in LLMW_SCHEMAS_DIR; any violation fails the command and nothing is written.
     """
+    import shutil
+    import tempfile
+
     from bridge.deploy import render_manifests, write_manifests
     from components.settings import get_settings
     from pipelines.compiler import PipelineSpecError, compile_all
     from workflows.render import render_all
 
     settings = get_settings()
-    try:
-        render_manifests(settings)  # refuses bad settings before anything is written
-        written = render_all(out, settings, settings.schemas_dir)
-        written += compile_all(out, settings)
-        written += write_manifests(out, settings)
-    except (PipelineSpecError, ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc)) from None
-    for path in written:
-        typer.echo(str(path))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is written aside first and moved into place only when all of it succeeded.
+    with tempfile.TemporaryDirectory(prefix=".llmw-compile-", dir=out.parent) as staging:
+        stage = Path(staging)
+        try:
+            render_manifests(settings)  # refuses bad settings before anything is written
+            staged = render_all(stage, settings, settings.schemas_dir)
+            staged += compile_all(stage, settings)
+            staged += write_manifests(stage, settings)
+        except (PipelineSpecError, ValueError, FileNotFoundError) as exc:
+            raise fail(str(exc)) from None
+        for path in staged:
+            target = out / path.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, target)
+            typer.echo(str(target))
 
 
 def run_command(

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 from kfp.dsl import Markdown, Metrics, Output
 from kfp.dsl.base_component import BaseComponent
 
 from components.batch_steps import shard_placement
 from components.placement import Placement
-from components.settings import Settings, get_settings
+from components.settings import LLM_SECRET_KEY, Settings, get_settings
 from pipelines.ingestion import RetryPolicy, apply_placement, apply_retry, cluster_env
 
 PIPELINE_NAME = "batch-inference"
@@ -245,6 +245,13 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
                     placement = placements[name]
                     if placement is not None:
                         apply_placement(ran, placement)
+                    if name == "openai":  # the endpoint's key, when it has one
+                        kubernetes.use_secret_as_env(
+                            ran,
+                            secret_name=settings.llm_credentials_secret,
+                            secret_key_to_env={LLM_SECRET_KEY: LLM_SECRET_KEY},
+                            optional=True,
+                        )
                 merged_reports.append(merged.outputs["Output"])
         output_report: dict = dsl.OneOf(*merged_reports)
         return output_report

@@ -18,7 +18,7 @@ from kfp.dsl.base_component import BaseComponent
 
 from components.inventory import load_inventory
 from components.placement import GpuNeed, Placement, place
-from components.settings import Settings, get_settings
+from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings, get_settings
 
 PIPELINE_NAME = "document-ingestion"
 PIPELINE_DESCRIPTION = (
@@ -31,8 +31,6 @@ SHARD_PARALLELISM = 4
 # Locally one at a time: Milvus Lite admits one process per database file (a file lock).
 LOCAL_SHARD_PARALLELISM = 1
 # Secret data keys follow the environment variable names they feed (see Settings).
-S3_SECRET_KEYS = ("LLMW_S3_ACCESS_KEY", "LLMW_S3_SECRET_KEY")
-MILVUS_SECRET_KEYS = ("LLMW_MILVUS_TOKEN",)
 EMBEDDING_FRAMEWORK = "sentence-transformers"
 
 

@@ -41,8 +41,14 @@ from hera.workflows import models as m
 
 from components.batch_models import BatchJobParams
 from components.batch_steps import shard_placement
-from components.settings import Settings, get_settings
-from workflows.ingestion import OUTPUTS_DIRECTORY, placement_kwargs, retry_strategy, step_env
+from components.settings import LLM_SECRET_KEY, Settings, get_settings
+from workflows.ingestion import (
+    OUTPUTS_DIRECTORY,
+    placement_kwargs,
+    retry_strategy,
+    secret_env,
+    step_env,
+)
 
 TEMPLATE_NAME = "batch-inference"
 DESCRIPTION = (
@@ -233,6 +239,10 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
         shard_templates = {}
         for engine, placement in placements.items():
             placed: dict[str, Any] = {"image": image, "env": step_env(settings, milvus=False)}
+            if engine == "openai":  # the endpoint's key, when it has one
+                placed["env"] += secret_env(
+                    settings.llm_credentials_secret, (LLM_SECRET_KEY,), optional=True
+                )
             if placement is not None:
                 # The placement's image: vLLM's for the GPU's stack, the project's CPU build.
                 placed = {

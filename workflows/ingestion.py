@@ -42,7 +42,7 @@ from hera.workflows.script import RunnerScriptConstructor
 
 from components.inventory import load_inventory
 from components.placement import GpuNeed, Placement, place
-from components.settings import Settings, get_settings
+from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings, get_settings
 
 TEMPLATE_NAME = "document-ingestion"
 DESCRIPTION = (
@@ -55,8 +55,6 @@ EXIT_HANDLER = "exit-handler"
 # queues what the GPU cannot hold; more would only add pending pods.
 SHARD_PARALLELISM = 4
 # Secret data keys follow the environment variable names they feed (see Settings).
-S3_SECRET_KEYS = ("LLMW_S3_ACCESS_KEY", "LLMW_S3_SECRET_KEY")
-MILVUS_SECRET_KEYS = ("LLMW_MILVUS_TOKEN",)
 EMBEDDING_FRAMEWORK = "sentence-transformers"
 # Where Hera's runner writes annotated outputs (the summary artifact) inside the container.
 OUTPUTS_DIRECTORY = RunnerScriptConstructor.DEFAULT_HERA_OUTPUTS_DIRECTORY

@@ -100,7 +100,8 @@ def test_vllm_shards_go_to_khelben_on_amd_gpu(default_settings: Any) -> None:
     ]
     accelerator = container["resources"]["accelerator"]
     assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("amd.com/gpu", "1")
-    assert container["image"].startswith("rocm/vllm")  # the inventory's vLLM image for ROCm
+    # This project over vLLM for ROCm (the inventory's llmw-vllm), not the upstream server image.
+    assert container["image"] == "ghcr.io/daviestechlabs/llm-workflows:0.1.0-vllm-rocm"
 
 
 @pytest.mark.parametrize("engine", ["transformers", "openai"])
@@ -115,9 +116,16 @@ def test_cpu_engines_ask_for_no_gpu_and_no_node(default_settings: Any, engine: s
 def test_secrets_never_values_and_the_component_image(clean_env: None) -> None:
     from components.settings import Settings
 
-    literal: dict[str, Any] = {"s3_access_key": "AKIA-literal", "s3_secret_key": "literal-secret"}
+    literal: dict[str, Any] = {
+        "s3_access_key": "AKIA-literal",
+        "s3_secret_key": "literal-secret",
+        "llm_api_key": "sk-literal",
+    }
     settings = Settings(
-        **literal, s3_credentials_secret="team-minio", component_image="registry.lab/llmw:t"
+        **literal,
+        s3_credentials_secret="team-minio",
+        llm_credentials_secret="team-llm",
+        component_image="registry.lab/llmw:t",
     )
     text = compile_text(NAME, settings)
     for value in literal.values():
@@ -126,12 +134,21 @@ def test_secrets_never_values_and_the_component_image(clean_env: None) -> None:
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(executors) == set(spec["deploymentSpec"]["executors"])
     for label, config in executors.items():
-        (mounted,) = config["secretAsEnv"]
+        mounted, *llm = config["secretAsEnv"]
         assert mounted["secretName"] == "team-minio", label
         assert {k["envVar"] for k in mounted["keyToEnv"]} == {
             "LLMW_S3_ACCESS_KEY",
             "LLMW_S3_SECRET_KEY",
         }
+        # Only the openai shards get the endpoint's key, and only if the Secret has one.
+        if label == "exec-infer-shard-openai":
+            (key,) = llm
+            assert key["secretName"] == "team-llm" and key["optional"] is True
+            assert key["keyToEnv"] == [
+                {"secretKey": "LLMW_LLM_API_KEY", "envVar": "LLMW_LLM_API_KEY"}
+            ]
+        else:
+            assert llm == [], label
     for label, executor in spec["deploymentSpec"]["executors"].items():
         container = executor["container"]
         program = container["command"][-1]
@@ -152,7 +169,7 @@ def test_placement_follows_a_replaced_inventory(clean_env: None, tmp_path: Path)
     container, config = shard_executor(compile_text(NAME, Settings(cluster_inventory=path)), "vllm")
     assert config["nodeSelector"] == {"labels": {"kubernetes.io/hostname": "elminster"}}
     assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
-    assert container["image"].startswith("vllm/vllm-openai")
+    assert container["image"] == "ghcr.io/daviestechlabs/llm-workflows:0.1.0-vllm-cuda"
 
 
 def test_local_variant_has_no_cluster_config(default_settings: Any, tmp_path: Path) -> None:

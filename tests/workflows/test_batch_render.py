@@ -85,7 +85,7 @@ def test_vllm_shards_on_khelben_with_amd_gpu_the_rest_without(default_settings: 
         {"effect": "NoSchedule", "key": "dedicated", "operator": "Equal", "value": "vllm"}
     ]
     assert vllm["script"]["resources"] == {"limits": {"amd.com/gpu": "1"}}
-    assert vllm["script"]["image"].startswith("rocm/vllm")
+    assert vllm["script"]["image"] == "ghcr.io/daviestechlabs/llm-workflows:0.1.0-vllm-rocm"
     for name in ("plan", "merge", "infer-shard-openai", "infer-shard-transformers"):
         assert "nodeSelector" not in templates[name] and "tolerations" not in templates[name]
         assert "resources" not in templates[name]["script"], name
@@ -96,13 +96,24 @@ def test_credentials_come_from_secrets_never_values(clean_env: None) -> None:
     from components.settings import Settings
 
     settings = Settings(
-        s3_access_key="AKIA-LITERAL", s3_secret_key="literal-secret", s3_credentials_secret="mc"
+        s3_access_key="AKIA-LITERAL",
+        s3_secret_key="literal-secret",
+        s3_credentials_secret="mc",
+        llm_api_key="sk-literal",
+        llm_credentials_secret="llm",
     )
     document = render_template(NAME, settings)
     text = yaml.safe_dump(document)
-    assert "AKIA-LITERAL" not in text and "literal-secret" not in text
+    for literal in ("AKIA-LITERAL", "literal-secret", "sk-literal"):
+        assert literal not in text
     templates = templates_by_name(document)
     for name in ("plan", "merge", *(f"infer-shard-{e}" for e in ENGINES)):
         env = {e["name"]: e for e in templates[name]["script"]["env"]}
         for key in ("LLMW_S3_ACCESS_KEY", "LLMW_S3_SECRET_KEY"):
             assert env[key]["valueFrom"]["secretKeyRef"] == {"key": key, "name": "mc"}, name
+        # Only the openai shards get the endpoint's key, and only if the Secret has one.
+        if name == "infer-shard-openai":
+            reference = env["LLMW_LLM_API_KEY"]["valueFrom"]["secretKeyRef"]
+            assert reference == {"key": "LLMW_LLM_API_KEY", "name": "llm", "optional": True}
+        else:
+            assert "LLMW_LLM_API_KEY" not in env, name
