@@ -36,6 +36,15 @@ ENGINE_NEEDS: dict[str, GpuNeed | None] = {
 }
 
 
+def job_params(**values: Any) -> dict[str, Any]:
+    """The job's parameters out of an engine step's arguments (``**locals()``): the job's fields
+    only, with the empty strings engines use for "none" (template, id_column) made None."""
+    params = {name: values[name] for name in BatchJobParams.model_fields if name in values}
+    for name in ("template", "id_column"):
+        params[name] = params.get(name) or None
+    return params
+
+
 def shard_placement(engine: str, settings: Settings | None = None) -> Placement | None:
     """Where an engine's shard step runs; None: anywhere, on the component image (openai)."""
     need = ENGINE_NEEDS[engine]

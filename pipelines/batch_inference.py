@@ -59,13 +59,9 @@ def plan(
     batch_size: int,
 ) -> list:
     """Read the input once and cut it into shards ("I/N")."""
-    from components.batch_steps import plan_shards
+    from components.batch_steps import job_params, plan_shards
 
-    params = dict(
-        input=input, output=output, engine=engine, model=model, template=template or None,
-        id_column=id_column or None, shards=shards, concurrency=concurrency,
-        max_tokens=max_tokens, temperature=temperature, batch_size=batch_size,
-    )  # fmt: skip
+    params = job_params(**locals())
     return plan_shards(params)
 
 
@@ -84,13 +80,9 @@ def infer_shard(
     shard: str,
 ) -> dict:
     """Run one shard into its own output file; returns its report."""
-    from components.batch_steps import run_shard
+    from components.batch_steps import job_params, run_shard
 
-    params = dict(
-        input=input, output=output, engine=engine, model=model, template=template or None,
-        id_column=id_column or None, shards=shards, concurrency=concurrency,
-        max_tokens=max_tokens, temperature=temperature, batch_size=batch_size,
-    )  # fmt: skip
+    params = job_params(**locals())
     return run_shard(params, shard)
 
 
@@ -112,13 +104,9 @@ def merge(
     summary: Output[Markdown],
 ) -> dict:
     """Merge the shards' outputs into the output; log Metrics and a Markdown summary."""
-    from components.batch_steps import merge_shards, report_markdown, report_metrics
+    from components.batch_steps import job_params, merge_shards, report_markdown, report_metrics
 
-    params = dict(
-        input=input, output=output, engine=engine, model=model, template=template or None,
-        id_column=id_column or None, shards=shards, concurrency=concurrency,
-        max_tokens=max_tokens, temperature=temperature, batch_size=batch_size,
-    )  # fmt: skip
+    params = job_params(**locals())
     result = merge_shards(params, planned, shard_reports)
     for name, value in report_metrics(result).items():
         metrics.log_metric(name, value)

@@ -69,35 +69,6 @@ WORKFLOW_PARAMETERS = tuple(BatchJobParams.model_fields)
 # --- steps: thin wrappers over components.batch_steps -----------------------------------------
 
 
-def _params(
-    input: str,
-    output: str,
-    engine: str,
-    model: str,
-    template: str,
-    id_column: str,
-    shards: str,
-    concurrency: str,
-    max_tokens: str,
-    temperature: str,
-    batch_size: str,
-) -> dict[str, Any]:
-    """The job's parameters from Argo's strings: an empty template or id_column means none."""
-    return {
-        "input": input,
-        "output": output,
-        "engine": engine,
-        "model": model,
-        "template": template or None,
-        "id_column": id_column or None,
-        "shards": shards,
-        "concurrency": concurrency,
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "batch_size": batch_size,
-    }
-
-
 def plan(
     input: str,
     output: str,
@@ -112,12 +83,9 @@ def plan(
     batch_size: str,
 ) -> list[str]:
     """Read the input once and cut it into shards ("I/N"); the list feeds ``withParam``."""
-    from components.batch_steps import plan_shards
+    from components.batch_steps import job_params, plan_shards
 
-    params = _params(
-        input, output, engine, model, template, id_column, shards, concurrency, max_tokens,
-        temperature, batch_size,
-    )  # fmt: skip
+    params = job_params(**locals())
     # stdout is the step's result: anything a library prints goes to the log (stderr) instead.
     with contextlib.redirect_stdout(sys.stderr):
         return plan_shards(params)
@@ -138,12 +106,9 @@ def infer_shard(
     shard: str,
 ) -> dict[str, Any]:
     """Run one shard into its own output file; its report (JSON) is the step's result."""
-    from components.batch_steps import run_shard
+    from components.batch_steps import job_params, run_shard
 
-    params = _params(
-        input, output, engine, model, template, id_column, shards, concurrency, max_tokens,
-        temperature, batch_size,
-    )  # fmt: skip
+    params = job_params(**locals())
     with contextlib.redirect_stdout(sys.stderr):
         return run_shard(params, shard)
 
@@ -165,12 +130,9 @@ def merge(
 ) -> dict[str, Any]:
     """Merge the planned shards' outputs (reports read from beside them) into the output, write
     the Markdown summary artifact; the run's report is the step's result."""
-    from components.batch_steps import merge_shards, report_markdown
+    from components.batch_steps import job_params, merge_shards, report_markdown
 
-    params = _params(
-        input, output, engine, model, template, id_column, shards, concurrency, max_tokens,
-        temperature, batch_size,
-    )  # fmt: skip
+    params = job_params(**locals())
     with contextlib.redirect_stdout(sys.stderr):
         result = merge_shards(params, json.loads(planned))
     summary.parent.mkdir(parents=True, exist_ok=True)

@@ -4,15 +4,13 @@ other engines' fan-outs are Skipped by their ``when``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.components.test_batch_inference import chat_line, read_output, write_batch
+from tests.batch_runs import ROWS, check_merged, two_shard_job
 from workflows.local_runner import run_local
 
 NAME = "batch-inference"
-ROWS = 6
 pytestmark = pytest.mark.slow
 
 
@@ -22,28 +20,11 @@ def local_env(clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 
 def test_two_shards_on_argo_local(local_env: None, tmp_path: Path, tiny_lm: Path) -> None:
-    odd = chat_line("odd-url", "x", url="/v1/images/generations")
-    source = write_batch(tmp_path / "in.jsonl", ROWS, [odd])
-    output = tmp_path / "out" / "results.jsonl"
-    params: dict[str, Any] = {
-        "input": str(source),
-        "output": str(output),
-        "model": str(tiny_lm),
-        "engine": "transformers",
-        "shards": 2,
-        "max_tokens": 4,
-        "batch_size": 4,
-    }
+    params, output = two_shard_job(tmp_path, tiny_lm)
     run = run_local(NAME, params, run_name="batch-inference-first")
 
-    results = read_output(output)
-    ids = [r["custom_id"] for r in results]
-    assert sorted(ids) == sorted([*(f"row-{i}" for i in range(ROWS)), "odd-url"])
-    assert len(ids) == len(set(ids))
     report = run["report"]
-    assert report["rows"] == ROWS + 1 and report["errors"] == 1 and report["skipped"] == 0
-    usage = [r["response"]["body"]["usage"] for r in results if r["response"]]
-    assert report["completion_tokens"] == sum(u["completion_tokens"] for u in usage) > 0
+    check_merged(output, report)
     phases = {n["display_name"]: n["phase"] for n in run["nodes"] if n["type"] != "Steps"}
     assert phases == {
         "plan": "Succeeded",
