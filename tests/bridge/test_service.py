@@ -168,3 +168,25 @@ def test_an_existing_stream_with_other_settings_is_reported_not_changed(
     assert "storage memory (expected file)" in messages
     send(nats_server.url, request("req-8"))
     wait_for_state(nats_server.url, "req-8", RunState.succeeded)
+
+
+def test_a_slow_submission_keeps_its_message_without_a_redelivery(
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+) -> None:
+    import time
+
+    from tests.bridge.conftest import bridge_settings
+    from tests.bridge.recording_engine import RecordingEngine
+
+    class Slow(RecordingEngine):
+        def submit(self, *args: Any) -> Any:
+            time.sleep(3.0)  # three times ack_wait
+            return super().submit(*args)
+
+    settings = bridge_settings(nats_server.url, bridge_ack_wait_s=1.0)
+    bridge = start_bridge(engines=[Slow("argo", runs_dir)], settings=settings)
+    send(nats_server.url, request("slow-1"))
+    events = wait_for_state(nats_server.url, "slow-1", RunState.succeeded)
+    assert states(events) == FULL_LIFE
+    assert bridge.metrics.redelivered._value.get() == 0
+    assert sum(runs_by_name(runs_dir).values()) == 1
