@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,8 +53,60 @@ def partition_document(
 ) -> list[Chunk]:
     """The chunks of one document; raises DocumentError when it can't be read."""
     configure_offline()
+    use_fast_classification(FAST_CLASSIFICATION)
     elements = _partition(data, name, file_type, config)
     return _chunk(elements, name, file_type, config)
+
+
+# Element classification without spaCy where its answer cannot change a chunk.
+#
+# unstructured's partitioners classify each text block with is_possible_narrative_text(), whose
+# sentence and verb checks run spaCy's en_core_web_sm (tagger and parser) on the block: about
+# 85% of the CPU of partitioning md, html, txt and docx, and half of pdf's. Only one outcome of
+# classification changes what is stored: whether a block is a Title (chunk_by_title starts a
+# section at a Title, and a Title's text is the chunks' section metadata). NarrativeText, Text
+# and UncategorizedText chunk alike and are not stored. So, in unstructured 0.27 (pinned <0.28):
+# - html/parser.py (html and md) and docx.py use the check only to choose NarrativeText over
+#   Text; a Title comes from markup there (<h1>-<h6>, heading styles). Answered True, no spaCy.
+# - text.py's element_from_text (txt, and pdf's text boxes) makes a Title of a block that is not
+#   narrative and passes is_possible_title(), which rejects any block of more than
+#   UNSTRUCTURED_TITLE_MAX_WORD_LENGTH (default 12) space-separated words first thing. For such
+#   a block the check is answered True without spaCy; shorter blocks get the real check, so
+#   every Title is the one unstructured makes alone.
+# unstructured has no parameter or setting that skips the check, hence this small patch of the
+# name in the three modules that import it; text_type.py itself is left as it is.
+# tests/components/test_partition.py checks chunks are identical with and without it.
+FAST_CLASSIFICATION = True
+_patched_classifiers = False
+
+
+def _narrative_without_spacy(text: str, *args: Any, **kwargs: Any) -> bool:
+    """For callers that only choose NarrativeText over Text: either chunks the same."""
+    return True
+
+
+def _narrative_unless_title_possible(text: str, *args: Any, **kwargs: Any) -> bool:
+    from unstructured.partition.text_type import is_possible_narrative_text
+
+    title_max_words = int(os.environ.get("UNSTRUCTURED_TITLE_MAX_WORD_LENGTH", 12))
+    if len(text.split(" ")) > title_max_words:
+        return True  # cannot be a Title: NarrativeText or Text, which chunk alike
+    return is_possible_narrative_text(text, *args, **kwargs)
+
+
+def use_fast_classification(enabled: bool = True) -> None:
+    """Install (or, with ``enabled=False``, remove) the classification shortcuts above."""
+    global _patched_classifiers
+    if _patched_classifiers == enabled:
+        return
+    from unstructured.partition import docx, text, text_type
+    from unstructured.partition.html import parser
+
+    original = text_type.is_possible_narrative_text
+    text.is_possible_narrative_text = _narrative_unless_title_possible if enabled else original
+    parser.is_possible_narrative_text = _narrative_without_spacy if enabled else original
+    docx.is_possible_narrative_text = _narrative_without_spacy if enabled else original
+    _patched_classifiers = enabled
 
 
 def _partition(data: bytes, name: str, file_type: str, config: ChunkingConfig) -> list[Element]:

@@ -71,3 +71,93 @@ def test_non_utf8_text_is_decoded_not_lost(tmp_path: Path) -> None:
 
 def test_utf8_bom_is_stripped() -> None:
     assert decode_text("\ufeffhello".encode()) == "hello"
+
+
+# -- classification without spaCy where it cannot change a chunk (components/partition.py) --
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
+
+
+def _all_chunks(paths: list[Path], config: ChunkingConfig) -> list[list[tuple[str, dict]]]:
+    return [
+        [
+            (c.text, c.metadata)
+            for c in partition_document(p.read_bytes(), p.name, SUPPORTED_TYPES[p.suffix], config)
+        ]
+        for p in paths
+    ]
+
+
+def _mixed_documents(folder: Path) -> list[Path]:
+    """Every type, with short lines that only the text heuristics make titles (txt, pdf)."""
+    sections = [
+        ("Install", "Quick start\n\n" + "The NATS bridge is installed with pip and a config. " * 9),
+        ("USAGE NOTES", "Run it. Stop it.\n\nSee the manual\n\n" + "Jobs run nightly. " * 30),
+        ("A heading of exactly twelve words that is still short enough now", "Ok " * 90),
+    ]
+    return [
+        write_document(folder / f"mixed{suffix}", "Mixed", sections)
+        for suffix in (".md", ".html", ".txt", ".pdf", ".docx")
+    ]
+
+
+def test_fast_classification_keeps_every_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components import partition
+
+    paths = sorted(EXAMPLES.iterdir()) + _mixed_documents(tmp_path)
+    assert {p.suffix for p in paths} >= {".md", ".html", ".txt", ".pdf", ".docx"}
+    for config in (CONFIG, ChunkingConfig()):
+        monkeypatch.setattr(partition, "FAST_CLASSIFICATION", False)
+        slow = _all_chunks(paths, config)
+        monkeypatch.setattr(partition, "FAST_CLASSIFICATION", True)
+        fast = _all_chunks(paths, config)
+        assert fast == slow
+    assert any(c[1].get("section") for doc in fast for c in doc)
+
+
+@pytest.mark.parametrize("max_words", [None, "20"])
+def test_fast_classification_makes_the_same_titles(
+    max_words: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """element_from_text (txt and pdf) gives a Title exactly when unstructured alone does."""
+    from unstructured.documents.elements import Title
+    from unstructured.partition.text import element_from_text
+
+    from components.partition import use_fast_classification
+
+    if max_words:
+        monkeypatch.setenv("UNSTRUCTURED_TITLE_MAX_WORD_LENGTH", max_words)
+    texts = [
+        "Installation",
+        "ITEM 1A. RISK FACTORS",
+        "employer to this list!",
+        "Document 3 of the benchmark corpus.",
+        "Operating the vLLM service on the homelab cluster",
+        "One two three four five six seven eight nine ten eleven twelve",
+        "One Two Three Four Five Six Seven Eight Nine Ten Eleven Twelve Thirteen",
+        "Why The Homelab Cluster Runs Every Model Behind One Gateway And Not Many Others",
+        "THE CLUSTER RUNS EVERY MODEL BEHIND ONE GATEWAY AND NOT MANY OTHERS AT ALL",
+        "The reranker scores each candidate against the question and reorders them all.",
+        "Danilo serves the BGE reranker, at 0.8 of the GPU, behind the /reranker route.",
+    ]
+    try:
+        use_fast_classification(False)
+        slow = [isinstance(element_from_text(t), Title) for t in texts]
+        use_fast_classification(True)
+        fast = [isinstance(element_from_text(t), Title) for t in texts]
+    finally:
+        use_fast_classification(True)
+    assert fast == slow
+    assert any(slow) and not all(slow)
+
+
+def test_fast_classification_is_installed_by_partitioning(tmp_path: Path) -> None:
+    from unstructured.partition import docx, text, text_type
+    from unstructured.partition.html import parser
+
+    path = write_document(tmp_path / "a.txt", "A", topic("NATS"))
+    partition_document(path.read_bytes(), path.name, "txt", CONFIG)
+    for module in (text, parser, docx):
+        assert module.is_possible_narrative_text is not text_type.is_possible_narrative_text
