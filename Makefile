@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: demo test lint typecheck pytest bench install clean
+.PHONY: demo test lint typecheck pytest bench bench-bridge install clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(PY) -m bench.ingest
+
+bench-bridge: $(STAMP)
+	$(PY) -m bench.bridge_chaos
+	$(PY) -m bench.bridge_throughput
 
 clean:
 	rm -rf $(VENV) .llmw .mypy_cache .ruff_cache .pytest_cache

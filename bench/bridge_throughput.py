@@ -1,0 +1,430 @@
+"""Bridge throughput benchmark: `python -m bench.bridge_throughput [--strict]`.
+
+Prints, from one run on one nats-server (file storage), side by side:
+- (a) raw JetStream consume+ack/s: N messages already in a stream, drained by a pull consumer
+  fetching batches (the bridge's batch size and fetch call) and acking each message;
+- (a2) the same drain plus the JetStream writes the contract asks for per request (KV create, two
+  status events, KV update), concurrent as the bridge is: a ceiling for any bridge on this client;
+- (b) the bridge's sustained requests/s: N valid requests already in AI_PIPELINE, drained by the
+  bridge on an engine that does nothing, from the first ``accepted`` status to the last
+  ``submitted`` one (the bridge's own timestamps); (b)/(a) (target >= 0.5), (b)/(a2), and the
+  bridge's CPU per request;
+- (c) p50/p99 latency from publish to the ``submitted`` status event, requests paced at 200/s for
+  about 10 s, received by a core NATS subscription on ``ai.pipeline.status.>`` (target p99 <= 25
+  ms).
+
+The bridge is ``bridge.main.serve`` in a process of its own (``python -m bench.bridge_common``),
+with the production defaults. ``--strict`` exits non-zero when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+
+from bench.bridge_common import (
+    CONSUMER,
+    STREAM,
+    NoopBridgeProcess,
+    Stored,
+    StreamReader,
+    connect,
+    consumer_idle,
+    noop_bridge_settings,
+    print_table,
+)
+
+RAW_STREAM = "BENCH_RAW"
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 25.0
+
+
+def request_message(tag: str, index: int) -> tuple[str, str, bytes]:
+    """(request_id, subject, MessagePack) of one valid request."""
+    from bridge.messages import PipelineRequest, trigger_subject
+
+    request = PipelineRequest(
+        request_id=f"{tag}-{index:06d}",
+        pipeline="document-ingestion",
+        engine="argo",
+        parameters={"source": f"s3://bench/docs/{index:06d}"},
+    )
+    return request.request_id, trigger_subject(request.pipeline), request.encode()
+
+
+async def fill(
+    js: JetStreamContext, messages: list[tuple[str, bytes, dict[str, str] | None]]
+) -> None:
+    """Publish every message and wait for all acks, 256 at a time (not measured)."""
+    for start in range(0, len(messages), 256):
+        chunk = messages[start : start + 256]
+        await asyncio.gather(
+            *(js.publish(subject, data, headers=headers) for subject, data, headers in chunk)
+        )
+
+
+async def raw_stream(js: JetStreamContext, count: int, payload: bytes) -> Any:
+    """A fresh stream holding ``count`` copies of ``payload`` and a pull consumer on them, with
+    the bridge's consumer settings that matter here."""
+    settings = noop_bridge_settings("nats://unused")
+    with contextlib.suppress(Exception):
+        await js.delete_stream(RAW_STREAM)
+    await js.add_stream(
+        StreamConfig(name=RAW_STREAM, subjects=["bench.raw.>"], storage=StorageType.FILE)
+    )
+    await fill(js, [("bench.raw.trigger.document-ingestion", payload, None)] * count)
+    return await js.pull_subscribe(
+        "bench.raw.trigger.>",
+        durable="bench-raw",
+        stream=RAW_STREAM,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=60,
+            max_ack_pending=max(1000, settings.bridge_max_in_flight * 4),  # as the bridge's
+        ),
+    )
+
+
+async def drained(nc: NATS, started: float) -> float:
+    """Seconds since ``started`` once every ack has reached the server (checked)."""
+    js = nc.jetstream()
+    await nc.flush()  # acks go out in order, before the flush's PONG comes back
+    elapsed = time.perf_counter() - started
+    info = await js.consumer_info(RAW_STREAM, "bench-raw")
+    assert info.num_ack_pending == 0 and info.num_pending == 0, info
+    await js.delete_stream(RAW_STREAM)
+    return elapsed
+
+
+async def raw_consume_ack(nc: NATS, count: int, payload: bytes) -> float:
+    """(a): messages/s of fetch + ack over ``count`` messages already stored."""
+    sub = await raw_stream(nc.jetstream(), count, payload)
+    batch = noop_bridge_settings("nats://unused").bridge_fetch_batch
+    done = 0
+    started = time.perf_counter()
+    while done < count:
+        messages = await sub.fetch(batch, timeout=2.0, heartbeat=0.5)  # as the bridge fetches
+        for message in messages:
+            await message.ack()
+        done += len(messages)
+    return count / await drained(nc, started)
+
+
+async def contract_floor(nc: NATS, count: int, payload: bytes) -> float:
+    """(a2): (a) plus, per message, the JetStream writes the contract asks of the bridge, each
+    awaited in the bridge's order: KV create, ``accepted``, ``submitted``, KV update; then ack.
+    As many messages in flight as the bridge allows; no decoding, validation or engine call."""
+    from nats.js.api import KeyValueConfig
+
+    settings = noop_bridge_settings("nats://unused")
+    js = nc.jetstream()
+    sub = await raw_stream(js, count, payload)
+    with contextlib.suppress(Exception):
+        await js.delete_key_value("bench_floor")
+    kv = await js.create_key_value(
+        KeyValueConfig(bucket="bench_floor", history=1, storage=StorageType.FILE)
+    )
+    slots = asyncio.Semaphore(settings.bridge_max_in_flight)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(message: Any) -> None:
+        try:
+            key = f"k{message.metadata.sequence.stream}"
+            revision = await kv.create(key, payload)
+            await js.publish(f"bench.raw.status.{key}", payload)
+            await js.publish(f"bench.raw.status.{key}", payload)
+            await kv.update(key, payload, last=revision)
+            await message.ack()
+        finally:
+            slots.release()
+
+    done = 0
+    started = time.perf_counter()
+    while done < count:
+        messages = await sub.fetch(settings.bridge_fetch_batch, timeout=2.0, heartbeat=0.5)
+        for message in messages:
+            await slots.acquire()
+            task = asyncio.create_task(handle(message))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        done += len(messages)
+    await asyncio.gather(*tasks)
+    rate = count / await drained(nc, started)
+    await js.delete_key_value("bench_floor")
+    return rate
+
+
+def _at(data: bytes) -> tuple[str, str, float]:
+    status = msgpack.unpackb(data)
+    at = datetime.fromisoformat(status["at"].replace("Z", "+00:00")).timestamp()
+    return status["request_id"], status["state"], at
+
+
+@dataclass
+class Drain:
+    rate: float  # requests/s, first accepted -> last submitted
+    wall_rate: float  # requests/s, first delivery -> consumer idle (polled)
+    bridge_cpu_us: float  # the bridge process's CPU per request over that wall time
+    bridge_cpu_share: float  # of one core
+    nats_cpu_share: float
+
+
+def _cpu(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def bridge_drain(
+    js: JetStreamContext, server: Any, count: int, log_path: Path
+) -> tuple[Drain, NoopBridgeProcess]:
+    """(b): the bridge draining ``count`` stored requests. Returns the bridge, still running."""
+    from bridge.service import STREAM_DUPLICATE_WINDOW_S, STREAM_MAX_AGE_S, STREAM_SUBJECTS
+
+    await js.add_stream(  # as the bridge creates it
+        StreamConfig(
+            name=STREAM,
+            subjects=STREAM_SUBJECTS,
+            storage=StorageType.FILE,
+            max_age=STREAM_MAX_AGE_S,
+            duplicate_window=STREAM_DUPLICATE_WINDOW_S,
+        )
+    )
+    requests = [request_message("drain", i) for i in range(count)]
+    await fill(js, [(s, d, {"Nats-Msg-Id": rid}) for rid, s, d in requests])
+    bridge = NoopBridgeProcess(server.url, log_path).start()
+    assert bridge.process is not None and server.process is not None
+    deadline = time.perf_counter() + 300
+
+    def check() -> None:
+        assert bridge.process is not None
+        if bridge.process.poll() is not None:
+            raise RuntimeError(f"the bridge exited:\n{bridge.log_tail()}")
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"the bridge did not drain the stream:\n{bridge.log_tail()}")
+
+    while True:  # start the clocks at its first delivery, after its imports and connecting
+        check()
+        with contextlib.suppress(Exception):
+            info = await js.consumer_info(STREAM, CONSUMER, timeout=1.0)
+            if info.delivered.consumer_seq > 0:
+                break
+        await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    bridge_cpu, nats_cpu = _cpu(bridge.process.pid), _cpu(server.process.pid)
+    while not await consumer_idle(js):
+        check()
+        await asyncio.sleep(0.1)
+    wall = time.perf_counter() - started
+    bridge_cpu = _cpu(bridge.process.pid) - bridge_cpu
+    nats_cpu = _cpu(server.process.pid) - nats_cpu
+
+    # Read the status events once, after the drain, so the reader does not compete with it.
+    ids = {rid for rid, _, _ in requests}
+    accepted: dict[str, float] = {}
+    submitted: dict[str, float] = {}
+    succeeded: set[str] = set()
+    all_done = asyncio.Event()
+
+    def seen(item: Stored) -> None:
+        rid, state, at = _at(item.data)
+        if rid not in ids:
+            return
+        if state == "accepted":
+            accepted.setdefault(rid, at)
+        elif state == "submitted":
+            submitted.setdefault(rid, at)
+        elif state == "succeeded":
+            succeeded.add(rid)
+        if len(succeeded) == count:
+            all_done.set()
+
+    reader = await StreamReader("ai.pipeline.status.>", seen).start(js)
+    try:  # the watcher ends the runs: wait for it, so that (c) starts on a quiet bridge
+        await asyncio.wait_for(all_done.wait(), 120)
+    finally:
+        await reader.stop()
+    if not len(accepted) == len(submitted) == count:
+        raise RuntimeError(f"{count} requests: {len(submitted)} submitted")
+    drain = Drain(
+        rate=count / (max(submitted.values()) - min(accepted.values())),
+        wall_rate=count / wall,
+        bridge_cpu_us=bridge_cpu / count * 1e6,
+        bridge_cpu_share=bridge_cpu / wall,
+        nats_cpu_share=nats_cpu / wall,
+    )
+    return drain, bridge
+
+
+async def paced_latency(nc: NATS, rate: float, seconds: float) -> tuple[list[float], int]:
+    """(c): publish-to-``submitted`` latencies (s) at ``rate`` requests/s; and how many missed."""
+    count = int(rate * seconds)
+    requests = [request_message("paced", i) for i in range(count)]
+    sent: dict[str, float] = {}
+    latencies: dict[str, float] = {}
+    every = asyncio.Event()
+
+    async def on_status(msg: Any) -> None:
+        status = msgpack.unpackb(msg.data)
+        rid = status.get("request_id")
+        if status.get("state") == "submitted" and rid in sent and rid not in latencies:
+            latencies[rid] = time.perf_counter() - sent[rid]
+            if len(latencies) == count:
+                every.set()
+
+    js = nc.jetstream()
+    sub = await nc.subscribe("ai.pipeline.status.>", cb=on_status)
+    publishes = []
+    started = time.perf_counter()
+    for i, (rid, subject, data) in enumerate(requests):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[rid] = time.perf_counter()
+        publishes.append(
+            asyncio.create_task(js.publish(subject, data, headers={"Nats-Msg-Id": rid}))
+        )
+    await asyncio.gather(*publishes)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(every.wait(), 30)
+    await sub.unsubscribe()
+    return sorted(latencies.values()), count - len(latencies)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted ``values``."""
+    rank = max(1, round(fraction * len(values) + 0.5))
+    return values[min(len(values), rank) - 1]
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from bridge.messages import PipelineRequest
+    from tests.nats_server import NatsServer
+
+    payload = PipelineRequest(
+        request_id="raw-000000",
+        pipeline="document-ingestion",
+        engine="argo",
+        parameters={"source": "s3://bench/docs/000000"},
+    ).encode()
+    with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
+        work = args.keep or Path(tmp)
+        server = NatsServer(work / "nats").start()
+        bridge: NoopBridgeProcess | None = None
+        try:
+            nc = await connect(server.url)
+            try:
+                js = nc.jetstream()
+                raw = await raw_consume_ack(nc, args.raw_messages, payload)
+                say(f"(a) raw consume+ack: {raw:.0f} messages/s")
+                floor = await contract_floor(nc, args.requests, payload)
+                say(f"(a2) consume + the contract's JetStream writes: {floor:.0f} messages/s")
+                drain, bridge = await bridge_drain(js, server, args.requests, work / "bridge.log")
+                say(f"(b) bridge: {drain.rate:.0f} requests/s")
+                latencies, missed = await paced_latency(nc, args.rate, args.seconds)
+            finally:
+                await nc.close()
+        finally:
+            if bridge is not None:
+                bridge.stop()
+            server.stop()
+    return {
+        "raw": raw,
+        "floor": floor,
+        "drain": drain,
+        "latencies": latencies,
+        "missed": missed,
+        "payload_bytes": len(payload),
+    }
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw-messages", type=int, default=50_000, help="for (a)")
+    parser.add_argument("--requests", type=int, default=30_000, help="for (a2) and (b)")
+    parser.add_argument("--rate", type=float, default=200.0, help="paced requests/s for (c)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long (c) publishes")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--keep", type=Path, help="a folder to keep the NATS store and logs in")
+    args = parser.parse_args()
+
+    result = asyncio.run(measure(args))
+    settings = noop_bridge_settings("nats://unused")
+    drain: Drain = result["drain"]
+    ratio = drain.rate / result["raw"]
+    latencies = result["latencies"]
+    p50, p99, worst = (
+        (percentile(latencies, 0.50) * 1e3, percentile(latencies, 0.99) * 1e3, latencies[-1] * 1e3)
+        if latencies
+        else (float("nan"),) * 3
+    )
+    rows = [
+        (f"(a) raw JetStream consume+ack/s, {args.raw_messages} msgs", f"{result['raw']:.0f}", ""),
+        (
+            f"(a2) consume + 4 JetStream writes + ack/s, {args.requests} msgs",
+            f"{result['floor']:.0f}",
+            "",
+        ),
+        (f"(b) bridge requests/s, {args.requests} requests", f"{drain.rate:.0f}", ""),
+        ("(b) / (a)", f"{ratio:.3f}", f">= {TARGET_RATIO}"),
+        ("(b) / (a2)", f"{drain.rate / result['floor']:.3f}", ""),
+        ("(b) bridge CPU per request", f"{drain.bridge_cpu_us:.0f} µs", ""),
+        (
+            "(b) CPU busy: bridge / nats-server",
+            f"{drain.bridge_cpu_share:.0%} / {drain.nats_cpu_share:.0%}",
+            "",
+        ),
+        (
+            f"(c) publish -> submitted p50, {args.rate:g}/s for {args.seconds:g} s",
+            f"{p50:.1f} ms",
+            "",
+        ),
+        ("(c) publish -> submitted p99", f"{p99:.1f} ms", f"<= {TARGET_P99_MS:g} ms"),
+        ("(c) publish -> submitted max", f"{worst:.1f} ms", ""),
+        (
+            f"(c) no submitted status within 30 s (of {len(latencies) + result['missed']})",
+            str(result["missed"]),
+            "0",
+        ),
+    ]
+    notes = [
+        "The bridge: bridge.main.serve in a subprocess (python -m bench.bridge_common) with the "
+        f"production defaults (fetch batch {settings.bridge_fetch_batch}, "
+        f"{settings.bridge_max_in_flight} in flight, {settings.bridge_workers} submit workers, "
+        f"watcher poll {settings.bridge_poll_s:g} s) on a no-op engine: a submission returns at "
+        "once and the run has already succeeded, so the watcher publishes running and succeeded "
+        "for each request too.",
+        "(a) drains a stream with the bridge's fetch call and acks each message; (a2) also makes, "
+        "per message and in the bridge's order, the JetStream writes the contract asks for (KV "
+        "create, two status events, KV update), as many in flight as the bridge; both in this "
+        f"process, {result['payload_bytes']}-byte request payloads, file storage.",
+        "(b) runs from the first accepted status to the last submitted one (the bridge's own "
+        f"timestamps); {drain.wall_rate:.0f}/s from first delivery to an idle consumer (polled). "
+        "(c) is measured on the same bridge, once (b)'s runs have all ended.",
+    ]
+    print_table("Bridge throughput benchmark", rows, notes)
+    missed = ratio < TARGET_RATIO or not p99 <= TARGET_P99_MS or result["missed"] > 0
+    if args.strict and missed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
