@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from bridge.claims import ClaimRecord, ClaimStore
 from bridge.engines import EngineSet, is_transient, run_name_for
 from bridge.messages import (
+    REQUEST_ID_PATTERN,
     TRIGGER_PREFIX,
     PipelineRequest,
     Rejection,
@@ -49,6 +51,7 @@ STREAM_SUBJECTS = ["ai.pipeline.>"]
 STREAM_MAX_AGE_S = 24 * 3600.0
 STREAM_DUPLICATE_WINDOW_S = 120.0
 FETCH_EXPIRES_S = 2.0
+FETCH_HEARTBEAT_S = 0.5
 PERSIST_TIMEOUT_S = 300.0
 # What a NATS outage raises at a publish, a KV write or an ack.
 NATS_TRANSIENT = (
@@ -98,13 +101,10 @@ class Bridge:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; then stop fetching, finish in-flight work and drain."""
-        await self._connect(stop)
-        if stop.is_set():
+        await self._start(stop)
+        if stop.is_set() or self.watcher is None:
             await self._close()
             return
-        assert self.js is not None and self.claims is not None
-        self.watcher = Watcher(self.settings, self.js, self.claims, self.engines, self.metrics)
-        await self.watcher.start()
         try:
             await self._fetch_loop(stop)
         finally:
@@ -113,31 +113,37 @@ class Bridge:
             await self.watcher.stop()
             await self._close()
 
-    async def _connect(self, stop: asyncio.Event) -> None:
-        from bridge.connection import connect_options, redact_url
-
-        options = connect_options(self.settings)
-        where = redact_url(self.settings.nats_url)
+    async def _start(self, stop: asyncio.Event) -> None:
+        """Connect, then set up stream, claims, consumer and watcher; all of it is retried
+        until it succeeds, so NATS going away in the middle of a start is only a delay."""
         while not stop.is_set():
             try:
-                self.nc = await nats.connect(
-                    **options,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected,
-                )
-                break
-            except (NoServersError, OSError, TimeoutError) as exc:
-                log.warning("cannot reach NATS at %s (%s); trying again", where, exc)
+                if self.nc is None:
+                    await self._connect()
+                assert self.js is not None
+                await self._ensure_stream()
+                self.claims = await ClaimStore.open(self.js, self.settings.bridge_kv_bucket)
+                await self._bind_consumer()
+                watcher = Watcher(self.settings, self.js, self.claims, self.engines, self.metrics)
+                await watcher.start()
+                self.watcher = watcher
+                return
+            except (*NATS_TRANSIENT, NoServersError) as exc:
+                log.warning("cannot start yet (%s); trying again", exc or type(exc).__name__)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 2.0)
-        if self.nc is None:
-            return
-        log.info("connected to NATS at %s", where)
+
+    async def _connect(self) -> None:
+        from bridge.connection import connect_options, redact_url
+
+        self.nc = await nats.connect(
+            **connect_options(self.settings),
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        log.info("connected to NATS at %s", redact_url(self.settings.nats_url))
         self.js = self.nc.jetstream()
-        await self._ensure_stream()
-        self.claims = await ClaimStore.open(self.js, self.settings.bridge_kv_bucket)
-        await self._bind_consumer()
 
     async def _close(self) -> None:
         # Every publish and ack was awaited already; what is left is to leave the consumer
@@ -195,8 +201,9 @@ class Bridge:
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ack_wait,
             max_deliver=self.settings.bridge_max_deliver,
-            # Redeliveries after an ack timeout (a bridge that died holding the message) back off.
-            backoff=[ack_wait, ack_wait * 2, ack_wait * 4],
+            # No consumer-level `backoff`: JetStream lets it override the delay of a nak
+            # (measured: nak(0.1) came back after 0.1, 2.1, 6.1 s with backoff [2, 4, 8]), and
+            # the bridge's retries back off by their nak delays, which grow per attempt.
             max_ack_pending=max(1000, self.settings.bridge_max_in_flight * 4),
         )
         if self._sub is not None:
@@ -218,20 +225,33 @@ class Bridge:
                     await self._ensure_stream()
                     await self._bind_consumer()
                 assert self._sub is not None
-                messages = await self._sub.fetch(batch, timeout=FETCH_EXPIRES_S, heartbeat=0.5)
+                messages = await self._sub.fetch(
+                    batch, timeout=FETCH_EXPIRES_S, heartbeat=self._fetch_heartbeat()
+                )
             except (NatsTimeoutError, TimeoutError):
                 continue  # nothing to do: the normal case when idle
-            except Exception as exc:  # disconnected, consumer gone, server restarting
-                log.warning("fetch failed (%s); checking the consumer again", exc)
+            except NotFoundError as exc:  # the consumer (or stream) is gone: make it again
+                log.warning("consumer not found (%s); creating it again", exc)
                 self._consumer_stale = True
+                continue
+            except Exception as exc:  # disconnected, server restarting: reconnection rebinds
+                # Not rebinding here: deliveries on their way to this inbox would be dropped.
+                log.warning("fetch failed (%s); trying again", exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                    await asyncio.wait_for(stop.wait(), 0.5)
                 continue
             for message in messages:
                 await self._slots.acquire()
                 task = asyncio.create_task(self._handle_guarded(message))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    def _fetch_heartbeat(self) -> float | None:
+        """Idle heartbeats for the fetch's long poll, except when messages already wait in the
+        subscription: nats-py 2.16 then sends its no-wait request without ``expires`` but with
+        the heartbeat, which the server refuses (400), and the drained messages are dropped."""
+        pending = getattr(getattr(self._sub, "_sub", None), "_pending_queue", None)
+        return FETCH_HEARTBEAT_S if pending is not None and pending.empty() else None
 
     # --- one message ----------------------------------------------------------------------------
 
@@ -265,7 +285,9 @@ class Bridge:
             await msg.in_progress()
             return
         if active is not None:
-            await self._duplicate(msg, request.request_id)
+            # Another copy of the request is being handled right now: look again once it is
+            # done. Acking here could drop the copy that the claim is waiting for.
+            await msg.nak(delay=self.settings.bridge_retry_base_s)
             return
         self._active[request.request_id] = seq
         try:
@@ -281,11 +303,13 @@ class Bridge:
         )
         if created:
             await self._publish_status(record)
-        elif record.state is not RunState.accepted or record.run_id or record.stream_seq != seq:
+        elif record.state is not RunState.accepted or record.run_id:
             await self._duplicate(msg, request.request_id, record)
             return
-        elif record.attempts == 0:  # an earlier delivery claimed it and died before submitting
+        elif record.attempts == 0:  # claimed by a delivery that died before submitting
             await self._publish_status(record)
+        # Claimed and not submitted yet: whichever copy gets here submits (idempotent on the
+        # run name); a message is acked only once the claim holds a run or an end.
         await self._submit(msg, record, revision)
 
     async def _submit(self, msg: Msg, record: ClaimRecord, revision: int) -> None:
@@ -317,16 +341,17 @@ class Bridge:
         record.attempts += 1
         # The run exists now: only this process knows its id, so ride out a NATS outage here
         # rather than leave the message for a redelivery that would submit it again.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(NATS_TRANSIENT),
-            wait=wait_exponential(multiplier=0.1, max=2.0),
-            stop=stop_after_delay(PERSIST_TIMEOUT_S),
-            reraise=True,
-        ):
-            with attempt:
-                revision = await self._save(record, revision)
-                await self._publish_status(record)
-                await msg.ack()
+        try:
+            revision = await self._record_submitted(msg, record, revision)
+        except NATS_TRANSIENT:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(NATS_TRANSIENT),
+                wait=wait_exponential(multiplier=0.1, max=2.0),
+                stop=stop_after_delay(PERSIST_TIMEOUT_S),
+                reraise=True,
+            ):
+                with attempt:
+                    revision = await self._record_submitted(msg, record, revision)
         log.info(
             "submitted",
             extra={
@@ -338,24 +363,30 @@ class Bridge:
         assert self.watcher is not None
         self.watcher.follow(record, revision)
 
+    async def _record_submitted(self, msg: Msg, record: ClaimRecord, revision: int) -> int:
+        revision = await self._save(record, revision)
+        await self._publish_status(record)
+        await msg.ack()
+        return revision
+
     async def _submit_failed(
         self, msg: Msg, record: ClaimRecord, revision: int, exc: Exception
     ) -> None:
-        delivered = msg.metadata.num_delivered
+        record.attempts += 1
+        attempts = record.attempts
         extra = {"request_id": record.request_id, "engine": record.engine}
-        if is_transient(exc) and delivered < self.settings.bridge_max_deliver:
-            record.attempts += 1
+        if is_transient(exc) and attempts < self.settings.bridge_max_deliver:
             await self._save(record, revision)
             delay = min(
                 self.settings.bridge_retry_max_s,
-                self.settings.bridge_retry_base_s * 2 ** (delivered - 1),
+                self.settings.bridge_retry_base_s * 2 ** (attempts - 1),
             )
             log.warning("submission failed, retrying in %.1f s: %s", delay, exc, extra=extra)
             await msg.nak(delay=delay)
             return
         reason = str(exc) or type(exc).__name__
         if is_transient(exc):
-            reason = f"gave up after {delivered} attempts: {reason}"
+            reason = f"gave up after {attempts} attempts: {reason}"
         record.state = RunState.failed
         record.error = StatusError(code="submit_failed", message=reason)
         self.metrics.failed.labels(engine=record.engine).inc()
@@ -390,21 +421,24 @@ class Bridge:
             "Nats-Msg-Id": f"dead-letter-{self.settings.bridge_stream}-{seq}",
         }
         await self.js.publish(dead_letter_subject(rejection.code), msg.data, headers=headers)
-        if rejection.request_id and await self.claims.get(rejection.request_id) is None:
+        # Too large or undecodable, a request's id is still in its header (the contract sends
+        # it as Nats-Msg-Id), so its requester learns why instead of waiting.
+        request_id = rejection.request_id or header_request_id(msg)
+        if request_id and await self.claims.get(request_id) is None:
             from bridge.messages import PipelineStatus
 
             status = PipelineStatus(
-                request_id=rejection.request_id,
+                request_id=request_id,
                 pipeline=rejection.pipeline,
                 state=RunState.rejected,
                 error=StatusError(code=rejection.code.value, message=rejection.reason),
             )
-            await self.js.publish(status_subject(rejection.request_id), status.encode())
+            await self.js.publish(status_subject(request_id), status.encode())
         await msg.term()
         log.warning(
             "rejected: %s",
             rejection.reason,
-            extra={"request_id": rejection.request_id, "code": rejection.code.value},
+            extra={"request_id": request_id, "code": rejection.code.value},
         )
 
     # --- helpers --------------------------------------------------------------------------------
@@ -432,6 +466,12 @@ class Bridge:
             while True:
                 await asyncio.sleep(interval)
                 await msg.in_progress()
+
+
+def header_request_id(msg: Msg) -> str | None:
+    """The ``Nats-Msg-Id`` header, when it is a valid request id."""
+    value = (msg.headers or {}).get("Nats-Msg-Id")
+    return value if value and re.fullmatch(REQUEST_ID_PATTERN, value) else None
 
 
 def stream_differences(config: Any) -> list[str]:

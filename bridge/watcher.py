@@ -22,6 +22,8 @@ from components.settings import Settings
 
 log = logging.getLogger("llmw.bridge.watcher")
 
+RESCAN_S = 60.0  # how often the KV is listed again for unfinished runs nobody follows
+
 
 class Watcher:
     """Polls each followed run every ``bridge_poll_s`` until it ends."""
@@ -45,13 +47,26 @@ class Watcher:
 
     async def start(self) -> None:
         """Resume the runs the KV says are not done, then poll in the background."""
+        resumed = await self.rescan()
+        if resumed:
+            log.info("resuming %d unfinished runs", resumed)
+        self._task = asyncio.create_task(self._loop())
+
+    async def rescan(self) -> int:
+        """Follow every unfinished claim not followed yet; how many were found.
+
+        At start, and again now and then: a listing of the bucket right after a (re)connect has
+        been seen to come back empty, and nothing else would pick those runs up.
+        """
+        found = 0
         for record, revision in await self.claims.unfinished():
+            if record.request_id in self._followed:
+                continue
             # Its last event may not have gone out before the crash.
             await self._publish(record)
             self.follow(record, revision)
-        if self._followed:
-            log.info("resuming %d unfinished runs", len(self._followed))
-        self._task = asyncio.create_task(self._loop())
+            found += 1
+        return found
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -67,9 +82,17 @@ class Watcher:
         return len(self._followed)
 
     async def _loop(self) -> None:
+        passes = 0
+        rescan_every = max(1, round(RESCAN_S / self.settings.bridge_poll_s))
         while True:
             await asyncio.sleep(self.settings.bridge_poll_s)
             await self.poll_once()
+            passes += 1
+            if passes % rescan_every == 0:
+                try:
+                    await self.rescan()
+                except Exception as exc:  # NATS away: the next rescan tries again
+                    log.warning("cannot list unfinished runs: %s", exc)
 
     async def poll_once(self) -> None:
         """One pass over every followed run."""
@@ -89,7 +112,7 @@ class Watcher:
         state = run_state(status.state)
         if state is record.state or state is RunState.submitted:
             return
-        updated = record.model_copy(deep=True)
+        updated = record.model_copy()  # fields are replaced below, never mutated in place
         try:
             if state.final and updated.state is not RunState.running:
                 updated.state = RunState.running

@@ -192,3 +192,13 @@ def test_bad_messages_are_rejected_dead_lettered_and_not_redelivered(
     assert bridge.metrics.received._value.get() == len(BAD_MESSAGES)
     assert bridge.metrics.redelivered._value.get() == 0
     assert sum(runs_by_name(runs_dir).values()) == 1
+
+
+def test_an_oversize_request_is_rejected_under_the_id_in_its_header(
+    nats_server: NatsServer, start_bridge: Any
+) -> None:
+    start_bridge()
+    big = packb({**GOOD, "request_id": "big-1", "parameters": {"source": "x" * (LIMIT + 10)}})
+    publish(nats_server.url, big, msg_id="big-1")
+    events = wait_for_state(nats_server.url, "big-1", RunState.rejected)
+    assert events[-1].error is not None and events[-1].error.code == "too_large"

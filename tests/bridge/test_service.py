@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bridge.messages import RunState
+from bridge.messages import RunState, trigger_subject
 from tests.bridge.conftest import (
     request,
     send,
@@ -190,3 +190,35 @@ def test_a_slow_submission_keeps_its_message_without_a_redelivery(
     assert states(events) == FULL_LIFE
     assert bridge.metrics.redelivered._value.get() == 0
     assert sum(runs_by_name(runs_dir).values()) == 1
+
+
+def test_copies_racing_a_failed_first_submission_lose_nothing_and_run_once(
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+) -> None:
+    # Each request's first submission fails and is retried after 0.05 s; a second copy (another
+    # stream message) lands around that retry, at staggered offsets. Only one copy may submit,
+    # and no copy may be acked before the claim holds a run (an ack of the retrying copy while
+    # the other was being handled used to strand the request, claimed and never run).
+    import asyncio
+
+    import nats
+
+    async def publish_copies() -> None:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        for i in range(40):
+            req = request(f"race-{i}")
+            await js.publish(
+                trigger_subject(req.pipeline), req.encode(), headers={"Nats-Msg-Id": req.request_id}
+            )
+            await asyncio.sleep(0.035 + i * 0.001)
+            await js.publish(trigger_subject(req.pipeline), req.encode())
+            await asyncio.sleep(0.05)
+        await nc.close()
+
+    start_bridge(fail_first=1)
+    asyncio.run(publish_copies())
+    for i in range(40):
+        wait_for_state(nats_server.url, f"race-{i}", RunState.succeeded)
+    counts = runs_by_name(runs_dir)
+    assert len(counts) == 40 and set(counts.values()) == {1}
