@@ -36,6 +36,9 @@ LISTING_BATCH = 32
 # Chunks handed to the embedder at once, in batches of its batch size. sentence-transformers
 # sorts each call's texts by length, so a larger group pads less; memory stays bounded.
 EMBED_GROUP_BATCHES = 8
+# Documents submitted to the partition workers ahead of the one being collected, and their bytes.
+IN_FLIGHT_DOCS = 128
+IN_FLIGHT_BYTES = 64 * 1024 * 1024
 FETCH_THREADS = 8
 ROW_OVERHEAD_BYTES = 512
 
@@ -80,6 +83,13 @@ class _Writer:
         group = self.embedder.batch_size * EMBED_GROUP_BATCHES
         while len(self.to_embed) >= group:
             self.embed(group)
+
+    def embed_while_waiting(self) -> None:
+        """About to wait for partitioning: embed the whole batches on hand meanwhile, so the
+        embedder never idles while it holds a batch (at the start, above all)."""
+        ready = len(self.to_embed) - len(self.to_embed) % self.embedder.batch_size
+        if ready:
+            self.embed(ready)
 
     def embed(self, count: int | None = None) -> None:
         batch = self.to_embed[: count or len(self.to_embed)]
@@ -257,12 +267,20 @@ def _run(
     settings: Settings,
 ) -> None:
     report = writer.report
-    in_flight: deque[tuple[_Pending, Future[list[Chunk]]]] = deque()
-    max_in_flight = max(2, 2 * settings.partition_workers + 2)
+    in_flight: deque[tuple[_Pending, Future[list[Chunk]], int]] = deque()
+    # While this thread embeds a group (many seconds), it submits nothing: the workers can only
+    # partition what is already queued. Queue enough documents to fill the next group, or the
+    # embedder waits for them afterwards; bounded by bytes so that large files stay few.
+    max_in_flight = IN_FLIGHT_DOCS if settings.partition_workers > 0 else 2
+    in_flight_bytes = 0
 
-    def drain(limit: int) -> None:
-        while len(in_flight) > limit:
-            doc, future = in_flight.popleft()
+    def drain(limit: int, byte_limit: int = IN_FLIGHT_BYTES) -> None:
+        nonlocal in_flight_bytes
+        while len(in_flight) > limit or (len(in_flight) > 1 and in_flight_bytes > byte_limit):
+            doc, future, size = in_flight.popleft()
+            in_flight_bytes -= size
+            if not future.done():
+                writer.embed_while_waiting()
             try:
                 chunks = pool.result(future)
             except DocumentError as exc:
@@ -305,9 +323,10 @@ def _run(
                     continue
                 doc = _Pending(ref, doc_id, content_hash, old, [], 0)
                 future = pool.submit(data, ref.name, ref.file_type or "", config)
-                in_flight.append((doc, future))
+                in_flight.append((doc, future, len(data)))
+                in_flight_bytes += len(data)
                 drain(max_in_flight)
-        drain(0)
+        drain(0, 0)
     writer.finish()
 
 

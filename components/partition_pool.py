@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -16,10 +17,15 @@ from typing import Any
 from components.partition import Chunk, ChunkingConfig, DocumentError, partition_document
 
 
-def _lower_priority() -> None:
-    """Partition workers yield the CPU to embedding, whose threads synchronize per operation:
-    one descheduled torch thread stalls all of them, a descheduled partition worker stalls none."""
+def _init_worker() -> None:
+    """Set a partition worker up to take as little from embedding as it can."""
+    # Workers yield the CPU to embedding, whose threads synchronize per operation: one
+    # descheduled torch thread stalls all of them, a descheduled partition worker stalls none.
     os.nice(5)
+    # The fast strategy needs no torch, but spaCy's thinc imports it whenever it is installed:
+    # about 1 s of CPU and 150 MB per worker. Marked missing, thinc goes on without it.
+    if "torch" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]
 
 
 class PartitionPool:
@@ -36,7 +42,7 @@ class PartitionPool:
             self._pool = ProcessPool(
                 max_workers=workers,
                 context=multiprocessing.get_context("spawn"),
-                initializer=_lower_priority,
+                initializer=_init_worker,
             )
 
     def submit(
