@@ -128,6 +128,8 @@ async def consumer_idle(js: JetStreamContext) -> bool:
 class NoopEngine:
     """Does nothing: a submission returns at once, and the run has already succeeded."""
 
+    blocking = False
+
     def __init__(self, name: str) -> None:
         self.name = name
 

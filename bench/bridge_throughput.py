@@ -4,7 +4,11 @@ Prints, from one run on one nats-server (file storage), side by side:
 - (a) raw JetStream consume+ack/s: N messages already in a stream, drained by a pull consumer
   fetching batches (the bridge's batch size and fetch call) and acking each message;
 - (a2) the same drain plus the JetStream writes the contract asks for per request (KV create, two
-  status events, KV update), concurrent as the bridge is: a ceiling for any bridge on this client;
+  status events, KV update), each awaited, as many requests in flight as the bridge allows;
+- (a3) the same writes pipelined a fetch batch at a time (``publish_async``, one wait per step):
+  the most a client of this library gets through them, with no decoding, validation or engine;
+- the CPU per message of this process and of nats-server in (a), (a2) and (a3): what the
+  contract's writes cost the server itself, whatever the client;
 - (b) the bridge's sustained requests/s: N valid requests already in AI_PIPELINE, drained by the
   bridge on an engine that does nothing, from the first ``accepted`` status to the last
   ``submitted`` one (the bridge's own timestamps); (b)/(a) (target >= 0.5), (b)/(a2), and the
@@ -98,6 +102,34 @@ async def raw_stream(js: JetStreamContext, count: int, payload: bytes) -> Any:
     )
 
 
+@dataclass
+class Baseline:
+    rate: float  # messages/s
+    client_cpu_us: float  # this process's CPU per message
+    server_cpu_us: float  # nats-server's CPU per message
+
+
+class CpuMeter:
+    """CPU seconds used by this process and by nats-server since ``start``."""
+
+    def __init__(self, server_pid: int) -> None:
+        import psutil
+
+        self._client, self._server = psutil.Process(), psutil.Process(server_pid)
+        self._start = (0.0, 0.0)
+
+    def _now(self) -> tuple[float, float]:
+        client, server = self._client.cpu_times(), self._server.cpu_times()
+        return client.user + client.system, server.user + server.system
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def baseline(self, count: int, seconds: float) -> Baseline:
+        client, server = (now - then for now, then in zip(self._now(), self._start, strict=True))
+        return Baseline(count / seconds, client / count * 1e6, server / count * 1e6)
+
+
 async def drained(nc: NATS, started: float) -> float:
     """Seconds since ``started`` once every ack has reached the server (checked)."""
     js = nc.jetstream()
@@ -109,34 +141,40 @@ async def drained(nc: NATS, started: float) -> float:
     return elapsed
 
 
-async def raw_consume_ack(nc: NATS, count: int, payload: bytes) -> float:
+async def raw_consume_ack(nc: NATS, count: int, payload: bytes, cpu: CpuMeter) -> Baseline:
     """(a): messages/s of fetch + ack over ``count`` messages already stored."""
     sub = await raw_stream(nc.jetstream(), count, payload)
     batch = noop_bridge_settings("nats://unused").bridge_fetch_batch
     done = 0
+    cpu.start()
     started = time.perf_counter()
     while done < count:
         messages = await sub.fetch(batch, timeout=2.0, heartbeat=0.5)  # as the bridge fetches
         for message in messages:
             await message.ack()
         done += len(messages)
-    return count / await drained(nc, started)
+    return cpu.baseline(count, await drained(nc, started))
 
 
-async def contract_floor(nc: NATS, count: int, payload: bytes) -> float:
+async def floor_bucket(js: JetStreamContext, bucket: str) -> Any:
+    """A fresh KV bucket as the bridge's claims bucket is made (file storage, one revision)."""
+    from nats.js.api import KeyValueConfig
+
+    with contextlib.suppress(Exception):
+        await js.delete_key_value(bucket)
+    return await js.create_key_value(
+        KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE)
+    )
+
+
+async def contract_floor(nc: NATS, count: int, payload: bytes, cpu: CpuMeter) -> Baseline:
     """(a2): (a) plus, per message, the JetStream writes the contract asks of the bridge, each
     awaited in the bridge's order: KV create, ``accepted``, ``submitted``, KV update; then ack.
     As many messages in flight as the bridge allows; no decoding, validation or engine call."""
-    from nats.js.api import KeyValueConfig
-
     settings = noop_bridge_settings("nats://unused")
     js = nc.jetstream()
     sub = await raw_stream(js, count, payload)
-    with contextlib.suppress(Exception):
-        await js.delete_key_value("bench_floor")
-    kv = await js.create_key_value(
-        KeyValueConfig(bucket="bench_floor", history=1, storage=StorageType.FILE)
-    )
+    kv = await floor_bucket(js, "bench_floor")
     slots = asyncio.Semaphore(settings.bridge_max_in_flight)
     tasks: set[asyncio.Task[None]] = set()
 
@@ -152,6 +190,7 @@ async def contract_floor(nc: NATS, count: int, payload: bytes) -> float:
             slots.release()
 
     done = 0
+    cpu.start()
     started = time.perf_counter()
     while done < count:
         messages = await sub.fetch(settings.bridge_fetch_batch, timeout=2.0, heartbeat=0.5)
@@ -162,9 +201,41 @@ async def contract_floor(nc: NATS, count: int, payload: bytes) -> float:
             task.add_done_callback(tasks.discard)
         done += len(messages)
     await asyncio.gather(*tasks)
-    rate = count / await drained(nc, started)
+    result = cpu.baseline(count, await drained(nc, started))
     await js.delete_key_value("bench_floor")
-    return rate
+    return result
+
+
+async def pipelined_floor(nc: NATS, count: int, payload: bytes, cpu: CpuMeter) -> Baseline:
+    """(a3): (a2)'s writes, a fetch batch at a time, each step's writes sent together with
+    ``publish_async`` and awaited together: KV creates, then both status events, then KV
+    updates, then the acks. Nothing a bridge must also do (decode, validate, submit)."""
+    js = nc.jetstream()
+    sub = await raw_stream(js, count, payload)
+    await floor_bucket(js, "bench_floor_pipelined")
+    kv_prefix = "$KV.bench_floor_pipelined."
+    create = {"Nats-Expected-Last-Subject-Sequence": "0"}  # what KeyValue.create sends
+
+    async def each(writes: list[tuple[str, dict[str, str] | None]]) -> None:
+        futures = [await js.publish_async(s, payload, headers=h) for s, h in writes]
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+
+    done = 0
+    batch = noop_bridge_settings("nats://unused").bridge_max_in_flight
+    cpu.start()
+    started = time.perf_counter()
+    while done < count:
+        messages = await sub.fetch(batch, timeout=2.0, heartbeat=0.5)
+        keys = [f"k{message.metadata.sequence.stream}" for message in messages]
+        await each([(kv_prefix + key, dict(create)) for key in keys])
+        await each([(f"bench.raw.status.{key}", None) for key in keys for _ in range(2)])
+        await each([(kv_prefix + key, None) for key in keys])
+        for message in messages:
+            await message.ack()
+        done += len(messages)
+    result = cpu.baseline(count, await drained(nc, started))
+    await js.delete_key_value("bench_floor_pipelined")
+    return result
 
 
 def _at(data: bytes) -> tuple[str, str, float]:
@@ -179,6 +250,7 @@ class Drain:
     wall_rate: float  # requests/s, first delivery -> consumer idle (polled)
     bridge_cpu_us: float  # the bridge process's CPU per request over that wall time
     bridge_cpu_share: float  # of one core
+    nats_cpu_us: float  # nats-server's CPU per request over that wall time
     nats_cpu_share: float
 
 
@@ -265,6 +337,7 @@ async def bridge_drain(
         wall_rate=count / wall,
         bridge_cpu_us=bridge_cpu / count * 1e6,
         bridge_cpu_share=bridge_cpu / wall,
+        nats_cpu_us=nats_cpu / count * 1e6,
         nats_cpu_share=nats_cpu / wall,
     )
     return drain, bridge
@@ -327,12 +400,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         bridge: NoopBridgeProcess | None = None
         try:
             nc = await connect(server.url)
+            assert server.process is not None
+            cpu = CpuMeter(server.process.pid)
             try:
                 js = nc.jetstream()
-                raw = await raw_consume_ack(nc, args.raw_messages, payload)
-                say(f"(a) raw consume+ack: {raw:.0f} messages/s")
-                floor = await contract_floor(nc, args.requests, payload)
-                say(f"(a2) consume + the contract's JetStream writes: {floor:.0f} messages/s")
+                raw = await raw_consume_ack(nc, args.raw_messages, payload, cpu)
+                say(f"(a) raw consume+ack: {raw.rate:.0f} messages/s")
+                floor = await contract_floor(nc, args.requests, payload, cpu)
+                say(f"(a2) consume + the contract's JetStream writes: {floor.rate:.0f} messages/s")
+                pipelined = await pipelined_floor(nc, args.requests, payload, cpu)
+                say(f"(a3) the same writes pipelined: {pipelined.rate:.0f} messages/s")
                 drain, bridge = await bridge_drain(js, server, args.requests, work / "bridge.log")
                 say(f"(b) bridge: {drain.rate:.0f} requests/s")
                 latencies, missed = await paced_latency(nc, args.rate, args.seconds)
@@ -345,11 +422,20 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "raw": raw,
         "floor": floor,
+        "pipelined": pipelined,
         "drain": drain,
         "latencies": latencies,
         "missed": missed,
         "payload_bytes": len(payload),
     }
+
+
+def cpu_pair(base: Baseline) -> str:
+    return f"{base.client_cpu_us:.0f} / {base.server_cpu_us:.0f} µs"
+
+
+def ratio_pair(floor: Baseline, pipelined: Baseline, raw: Baseline) -> str:
+    return f"{floor.rate / raw.rate:.3f}, {pipelined.rate / raw.rate:.3f}"
 
 
 def say(line: str) -> None:
@@ -359,7 +445,7 @@ def say(line: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw-messages", type=int, default=50_000, help="for (a)")
-    parser.add_argument("--requests", type=int, default=30_000, help="for (a2) and (b)")
+    parser.add_argument("--requests", type=int, default=30_000, help="for (a2), (a3) and (b)")
     parser.add_argument("--rate", type=float, default=200.0, help="paced requests/s for (c)")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long (c) publishes")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -369,24 +455,53 @@ def main() -> None:
     result = asyncio.run(measure(args))
     settings = noop_bridge_settings("nats://unused")
     drain: Drain = result["drain"]
-    ratio = drain.rate / result["raw"]
+    raw: Baseline = result["raw"]
+    floor: Baseline = result["floor"]
+    pipelined: Baseline = result["pipelined"]
+    ratio = drain.rate / raw.rate
     latencies = result["latencies"]
     p50, p99, worst = (
         (percentile(latencies, 0.50) * 1e3, percentile(latencies, 0.99) * 1e3, latencies[-1] * 1e3)
         if latencies
         else (float("nan"),) * 3
     )
+
+    def baseline_rows(label: str, base: Baseline) -> list[tuple[str, str, str]]:
+        return [
+            (label, f"{base.rate:.0f}", ""),
+            ("    CPU per message: this client / nats-server", cpu_pair(base), ""),
+        ]
+
     rows = [
-        (f"(a) raw JetStream consume+ack/s, {args.raw_messages} msgs", f"{result['raw']:.0f}", ""),
-        (
-            f"(a2) consume + 4 JetStream writes + ack/s, {args.requests} msgs",
-            f"{result['floor']:.0f}",
-            "",
+        *baseline_rows(f"(a) raw JetStream consume+ack/s, {args.raw_messages} msgs", raw),
+        *baseline_rows(
+            f"(a2) consume + 4 awaited JetStream writes + ack/s, {args.requests}", floor
+        ),
+        *baseline_rows(
+            f"(a3) consume + the same writes pipelined + ack/s, {args.requests}", pipelined
         ),
         (f"(b) bridge requests/s, {args.requests} requests", f"{drain.rate:.0f}", ""),
+        (
+            "    CPU per request: bridge / nats-server",
+            f"{drain.bridge_cpu_us:.0f} / {drain.nats_cpu_us:.0f} µs",
+            "",
+        ),
         ("(b) / (a)", f"{ratio:.3f}", f">= {TARGET_RATIO}"),
-        ("(b) / (a2)", f"{drain.rate / result['floor']:.3f}", ""),
-        ("(b) bridge CPU per request", f"{drain.bridge_cpu_us:.0f} µs", ""),
+        (
+            "(a2) / (a), (a3) / (a): the contract's writes alone",
+            ratio_pair(floor, pipelined, raw),
+            "",
+        ),
+        (
+            "(b) / (a2), (b) / (a3)",
+            f"{drain.rate / floor.rate:.3f}, {drain.rate / pipelined.rate:.3f}",
+            "",
+        ),
+        (
+            "nats-server CPU per message, (a2) / (a): the server's own share",
+            f"{floor.server_cpu_us / raw.server_cpu_us:.1f}x",
+            "",
+        ),
         (
             "(b) CPU busy: bridge / nats-server",
             f"{drain.bridge_cpu_share:.0%} / {drain.nats_cpu_share:.0%}",
@@ -410,12 +525,13 @@ def main() -> None:
         f"production defaults (fetch batch {settings.bridge_fetch_batch}, "
         f"{settings.bridge_max_in_flight} in flight, {settings.bridge_workers} submit workers, "
         f"watcher poll {settings.bridge_poll_s:g} s) on a no-op engine: a submission returns at "
-        "once and the run has already succeeded, so the watcher publishes running and succeeded "
-        "for each request too.",
+        "once and the run has already succeeded, so the watcher also saves and publishes running "
+        "and succeeded for each request (4 more JetStream writes) while (b) runs.",
         "(a) drains a stream with the bridge's fetch call and acks each message; (a2) also makes, "
         "per message and in the bridge's order, the JetStream writes the contract asks for (KV "
-        "create, two status events, KV update), as many in flight as the bridge; both in this "
-        f"process, {result['payload_bytes']}-byte request payloads, file storage.",
+        "create, two status events, KV update), as many in flight as the bridge; (a3) makes the "
+        "same writes a batch at a time with publish_async; all in this process, "
+        f"{result['payload_bytes']}-byte request payloads, file storage.",
         "(b) runs from the first accepted status to the last submitted one (the bridge's own "
         f"timestamps); {drain.wall_rate:.0f}/s from first delivery to an idle consumer (polled). "
         "(c) is measured on the same bridge, once (b)'s runs have all ended.",

@@ -8,11 +8,12 @@ killed between submitting and recording the run id never makes a second run when
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bridge.messages import ENGINES, RunState
 from components.runs import RunStatus, SubmitError, SubmittedRun
@@ -33,10 +34,15 @@ _STATES = {
     "cancelled": RunState.failed,
 }
 TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
+T = TypeVar("T")
 
 
 class Engine(Protocol):
-    """What the bridge needs of an engine; ``submit`` must be idempotent on ``run_name``."""
+    """What the bridge needs of an engine; ``submit`` must be idempotent on ``run_name``.
+
+    An engine may set ``blocking = False`` when ``submit`` and ``status`` return at once (no
+    network or disk): the bridge then calls them on its event loop instead of in a thread.
+    """
 
     name: str
 
@@ -59,6 +65,13 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, SubmitError):
         return exc.status is None or exc.status in TRANSIENT_HTTP
     return isinstance(exc, OSError | TimeoutError)
+
+
+async def call_engine(engine: Engine, method: Callable[..., T], *args: Any) -> T:
+    """``engine.method(*args)``: in a worker thread unless the engine says it never blocks."""
+    if getattr(engine, "blocking", True):
+        return await asyncio.to_thread(method, *args)
+    return method(*args)
 
 
 def run_name_for(pipeline: str, request_id: str) -> str:
@@ -149,6 +162,8 @@ class LocalEngine:
     Runs live as long as this process: after a restart, a run it was doing is reported failed
     (``interrupted``) rather than started a second time.
     """
+
+    blocking = False  # submit hands the run to the pool; status reads a future
 
     def __init__(self, name: str, workers: int) -> None:
         if name not in ("kfp-local", "argo-local"):

@@ -28,7 +28,7 @@ from nats.js.errors import KeyWrongLastSequenceError, NotFoundError, ServiceUnav
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from bridge.claims import ClaimRecord, ClaimStore
-from bridge.engines import EngineSet, is_transient, run_name_for
+from bridge.engines import EngineSet, call_engine, is_transient, run_name_for
 from bridge.messages import (
     REQUEST_ID_PATTERN,
     TRIGGER_PREFIX,
@@ -138,6 +138,9 @@ class Bridge:
 
         self.nc = await nats.connect(
             **connect_options(self.settings),
+            # Every subject the bridge publishes on is built from a request id that matched
+            # REQUEST_ID_PATTERN or from a fixed name; re-checking each one costs CPU per write.
+            skip_subject_validation=True,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
@@ -314,12 +317,15 @@ class Bridge:
 
     async def _submit(self, msg: Msg, record: ClaimRecord, revision: int) -> None:
         assert self.claims is not None
-        keep_alive = asyncio.create_task(self._keep_in_progress(msg))
         started = time.perf_counter()
+        keep_alive: asyncio.Task[None] | None = None
         try:
+            engine = self.engines.get(record.engine)
+            if getattr(engine, "blocking", True):  # a slow submission must not be redelivered
+                keep_alive = asyncio.create_task(self._keep_in_progress(msg))
             async with self._submit_slots:
-                engine = self.engines.get(record.engine)
-                submitted = await asyncio.to_thread(
+                submitted = await call_engine(
+                    engine,
                     engine.submit,
                     record.pipeline,
                     record.parameters,
@@ -330,7 +336,8 @@ class Bridge:
             await self._submit_failed(msg, record, revision, exc)
             return
         finally:
-            keep_alive.cancel()
+            if keep_alive is not None:
+                keep_alive.cancel()
         self.metrics.submit_latency.observe(time.perf_counter() - started)
         self.metrics.submitted.labels(engine=record.engine).inc()
         record.state, record.run_id, record.run_url = (

@@ -15,7 +15,7 @@ import logging
 from nats.js import JetStreamContext
 
 from bridge.claims import ClaimRecord, ClaimStore
-from bridge.engines import EngineSet, run_state
+from bridge.engines import EngineSet, call_engine, run_state
 from bridge.messages import RunState, StatusError, status_subject
 from bridge.metrics import BridgeMetrics
 from components.settings import Settings
@@ -23,6 +23,7 @@ from components.settings import Settings
 log = logging.getLogger("llmw.bridge.watcher")
 
 RESCAN_S = 60.0  # how often the KV is listed again for unfinished runs nobody follows
+WATCH_SLICE = 32  # runs checked at once
 
 
 class Watcher:
@@ -97,7 +98,13 @@ class Watcher:
     async def poll_once(self) -> None:
         """One pass over every followed run."""
         items = list(self._followed.values())
-        await asyncio.gather(*(self._check(record, revision) for record, revision in items))
+        # A small slice at a time: thousands of runs in one gather flood the connection with KV
+        # writes and cost far more CPU than the same writes a few at a time (measured: twice the
+        # bridge's CPU per request), and a large slice queues its writes ahead of new requests'.
+        for start in range(0, len(items), WATCH_SLICE):
+            await asyncio.gather(
+                *(self._check(record, rev) for record, rev in items[start : start + WATCH_SLICE])
+            )
 
     async def _check(self, record: ClaimRecord, revision: int) -> None:
         extra = {"request_id": record.request_id, "run_id": record.run_id, "engine": record.engine}
@@ -105,7 +112,7 @@ class Watcher:
         try:
             async with self._polls:
                 engine = self.engines.get(record.engine)
-                status = await asyncio.to_thread(engine.status, record.run_id)
+                status = await call_engine(engine, engine.status, record.run_id)
         except Exception as exc:  # the engine's API is down: try again next pass
             log.warning("cannot read the run's status: %s", exc, extra=extra)
             return

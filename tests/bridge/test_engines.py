@@ -16,6 +16,7 @@ from bridge.engines import (
     ArgoEngine,
     KfpEngine,
     LocalEngine,
+    call_engine,
     is_transient,
     run_name_for,
     run_state,
@@ -53,6 +54,33 @@ def test_run_names_are_stable_kubernetes_names() -> None:
     assert len(name) <= 63 and name == name.lower()
     assert all(c.isalnum() or c == "-" for c in name)
     assert run_name_for("document-ingestion", "a-1") != run_name_for("document-ingestion", "a_1")
+
+
+def test_engines_that_never_block_are_called_on_the_event_loop() -> None:
+    import asyncio
+    import threading
+
+    class Blocking:  # says nothing: assumed to wait on I/O
+        name = "argo"
+
+        def status(self, run_id: str) -> int:
+            return threading.get_ident()
+
+    class Inline(Blocking):
+        blocking = False
+
+    async def threads() -> tuple[int, int, int]:
+        blocking, inline = Blocking(), Inline()
+        return (
+            threading.get_ident(),
+            await call_engine(blocking, blocking.status, "r"),  # type: ignore[arg-type]
+            await call_engine(inline, inline.status, "r"),  # type: ignore[arg-type]
+        )
+
+    loop_thread, blocking_thread, inline_thread = asyncio.run(threads())
+    assert blocking_thread != loop_thread and inline_thread == loop_thread
+    assert LocalEngine.blocking is False
+    assert getattr(KfpEngine, "blocking", True) and getattr(ArgoEngine, "blocking", True)
 
 
 def small_corpus(tmp_path: Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bridge.messages import RunState, trigger_subject
+from bridge.messages import PipelineStatus, RunState, trigger_subject
 from tests.bridge.conftest import (
     request,
     send,
@@ -222,3 +222,49 @@ def test_copies_racing_a_failed_first_submission_lose_nothing_and_run_once(
         wait_for_state(nats_server.url, f"race-{i}", RunState.succeeded)
     counts = runs_by_name(runs_dir)
     assert len(counts) == 40 and set(counts.values()) == {1}
+
+
+def test_a_burst_of_requests_on_an_engine_that_never_blocks_all_run_once_in_order(
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+) -> None:
+    # Submissions and status reads on the event loop, and more runs ending in one watcher pass
+    # than it checks at once (bridge.watcher.WATCH_SLICE).
+    import asyncio
+
+    import nats
+
+    from bridge.watcher import WATCH_SLICE
+    from tests.bridge.conftest import _stream_messages
+    from tests.bridge.recording_engine import RecordingEngine
+
+    class InlineEngine(RecordingEngine):
+        blocking = False
+
+    count = 3 * WATCH_SLICE + 5
+
+    async def publish_all() -> None:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        for i in range(count):
+            req = request(f"burst-{i}")
+            headers = {"Nats-Msg-Id": req.request_id}
+            await js.publish(trigger_subject(req.pipeline), req.encode(), headers=headers)
+        await nc.close()
+
+    start_bridge([InlineEngine("argo", runs_dir, idempotent=True)])
+    asyncio.run(publish_all())
+    events: dict[str, list[str]] = {}
+
+    def all_ended() -> bool:
+        found = asyncio.run(_stream_messages(nats_server.url, "ai.pipeline.status.>", 0.2))
+        events.clear()
+        for data, _ in found:
+            status = PipelineStatus.decode(data)
+            events.setdefault(status.request_id, []).append(status.state.value)
+        ended = [e for e in events.values() if e and e[-1] == "succeeded"]
+        return len(ended) == count
+
+    wait_for(all_ended, 60, f"{count} runs succeeded")
+    assert all(states == FULL_LIFE for states in events.values()), events
+    counts = runs_by_name(runs_dir)
+    assert len(counts) == count and set(counts.values()) == {1}
