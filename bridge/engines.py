@@ -67,9 +67,14 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError)
 
 
+def blocks(engine: Engine) -> bool:
+    """Whether the engine's calls may wait on I/O (unless it sets ``blocking = False``)."""
+    return bool(getattr(engine, "blocking", True))
+
+
 async def call_engine(engine: Engine, method: Callable[..., T], *args: Any) -> T:
     """``engine.method(*args)``: in a worker thread unless the engine says it never blocks."""
-    if getattr(engine, "blocking", True):
+    if blocks(engine):
         return await asyncio.to_thread(method, *args)
     return method(*args)
 

@@ -28,7 +28,7 @@ from nats.js.errors import KeyWrongLastSequenceError, NotFoundError, ServiceUnav
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from bridge.claims import ClaimRecord, ClaimStore
-from bridge.engines import EngineSet, call_engine, is_transient, run_name_for
+from bridge.engines import EngineSet, blocks, call_engine, is_transient, run_name_for
 from bridge.messages import (
     REQUEST_ID_PATTERN,
     TRIGGER_PREFIX,
@@ -321,7 +321,7 @@ class Bridge:
         keep_alive: asyncio.Task[None] | None = None
         try:
             engine = self.engines.get(record.engine)
-            if getattr(engine, "blocking", True):  # a slow submission must not be redelivered
+            if blocks(engine):  # a slow submission must not be redelivered meanwhile
                 keep_alive = asyncio.create_task(self._keep_in_progress(msg))
             async with self._submit_slots:
                 submitted = await call_engine(
