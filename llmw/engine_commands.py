@@ -6,13 +6,19 @@ Parameters are validated against the job's model before anything runs or is sent
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmw.progress import fail
+
+if TYPE_CHECKING:
+    from components.runs import RunStatus, SubmittedRun
+    from components.settings import Settings
 
 PARAM_HELP = "KEY=VALUE, repeatable; keys are the pipeline's parameters."
 
@@ -152,17 +158,28 @@ def status_command(
         typer.echo(f"{status.run_id}: {status.state}{error} {status.url}")
 
 
+@contextmanager
+def _engine_errors() -> Iterator[None]:
+    """An engine's SubmitError as the command's failure: its message, exit 1."""
+    from components.runs import SubmitError
+
+    try:
+        yield
+    except SubmitError as exc:
+        raise fail(str(exc), 1) from None
+
+
 def _submit(
     pipeline: str,
     engine: RemoteEngine,
     params: dict[str, Any],
-    settings: Any,
+    settings: Settings,
     experiment: str | None,
     run_name: str | None,
-) -> Any:
-    from components.runs import SubmitError
-
-    try:
+) -> SubmittedRun:
+    # Not the bridge's Engine.submit: that one adopts a run already named ``run_name``, where
+    # the CLI starts another (KFP) or reports the clash (Argo).
+    with _engine_errors():
         if engine is RemoteEngine.kfp:
             from pipelines.submit import submit_run
 
@@ -170,32 +187,22 @@ def _submit(
         from workflows.submit import submit_workflow
 
         return submit_workflow(pipeline, params, settings, run_name=run_name)
-    except SubmitError as exc:
-        raise fail(str(exc), 1) from None
 
 
-def _status(run_id: str, engine: RemoteEngine, settings: Any) -> Any:
-    from components.runs import SubmitError
+def _status(run_id: str, engine: RemoteEngine, settings: Settings) -> RunStatus:
+    from bridge.engines import make_engine
 
-    try:
-        if engine is RemoteEngine.kfp:
-            from pipelines.submit import run_status
-
-            return run_status(run_id, settings)
-        from workflows.submit import workflow_status
-
-        return workflow_status(run_id, settings)
-    except SubmitError as exc:
-        raise fail(str(exc), 1) from None
+    with _engine_errors():
+        return make_engine(engine.value, settings).status(run_id)
 
 
-def _wait(run_id: str, engine: RemoteEngine, settings: Any) -> Any:
-    from components.runs import SubmitError
+def _wait(run_id: str, engine: RemoteEngine, settings: Settings) -> RunStatus:
+    """Poll the run until it ends, printing each new state (one client for all the polls)."""
 
-    def say(status: Any) -> None:
+    def say(status: RunStatus) -> None:
         typer.echo(f"{run_id}: {status.state}")
 
-    try:
+    with _engine_errors():
         if engine is RemoteEngine.kfp:
             from pipelines.submit import wait_for_run
 
@@ -203,5 +210,3 @@ def _wait(run_id: str, engine: RemoteEngine, settings: Any) -> Any:
         from workflows.submit import wait_for_workflow
 
         return wait_for_workflow(run_id, settings, on_change=say)
-    except SubmitError as exc:
-        raise fail(str(exc), 1) from None

@@ -12,6 +12,9 @@ import pytest
 from components.offline import configure_offline
 
 configure_offline()
+# Checks both engines' local-run tests share assert in these helper modules: pytest explains
+# a failing assert only in modules it rewrites.
+pytest.register_assert_rewrite("tests.batch_runs", "tests.ingestion_runs")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DOCS = REPO / "examples" / "docs"

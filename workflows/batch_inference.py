@@ -27,42 +27,22 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any
 
-from hera.workflows import (
-    Artifact,
-    NoneArchiveStrategy,
-    Parameter,
-    S3Artifact,
-    Script,
-    Step,
-    Steps,
-    WorkflowTemplate,
-)
-from hera.workflows import models as m
+from hera.workflows import Artifact, Parameter, Script, Step, WorkflowTemplate
 
 from components.batch_models import BatchJobParams
 from components.batch_steps import shard_placement
 from components.settings import LLM_SECRET_KEY, Settings, get_settings
-from workflows.ingestion import (
-    OUTPUTS_DIRECTORY,
-    placement_kwargs,
-    retry_strategy,
-    secret_env,
-    step_env,
-)
+from workflows import common
 
 TEMPLATE_NAME = "batch-inference"
 DESCRIPTION = (
     "Prompts (an OpenAI batch file, or a JSONL/CSV/Parquet dataset with a template) through "
     "vLLM, an OpenAI-compatible endpoint or transformers, into JSONL results; resumable."
 )
-ENTRYPOINT = "main"
-EXIT_HANDLER = "exit-handler"
 ENGINES = ("vllm", "openai", "transformers")
 # How many shards run at once. GPU shards queue on the scheduler for the one GPU that runs them;
 # openai shards share the endpoint's capacity.
 SHARD_PARALLELISM = 4
-SUMMARY_ARTIFACT = "summary"
-SUMMARY_KEY = TEMPLATE_NAME + "/{{workflow.name}}/summary.md"
 WORKFLOW_PARAMETERS = tuple(BatchJobParams.model_fields)
 
 
@@ -126,7 +106,7 @@ def merge(
     temperature: str,
     batch_size: str,
     planned: str,
-    summary: Annotated[Path, Artifact(name=SUMMARY_ARTIFACT, output=True)],
+    summary: Annotated[Path, Artifact(name=common.SUMMARY_ARTIFACT, output=True)],
 ) -> dict[str, Any]:
     """Merge the planned shards' outputs (reports read from beside them) into the output, write
     the Markdown summary artifact; the run's report is the step's result."""
@@ -135,15 +115,13 @@ def merge(
     params = job_params(**locals())
     with contextlib.redirect_stdout(sys.stderr):
         result = merge_shards(params, json.loads(planned))
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    summary.write_text(report_markdown(result, params), encoding="utf-8")
+    common.write_summary(summary, report_markdown(result, params))
     return result
 
 
 def record_status(workflow: str, status: str) -> dict[str, str]:
     """The exit handler's step: record how the run ended (in its log and as its result)."""
-    print(f"{TEMPLATE_NAME} run {workflow} ended: {status}", file=sys.stderr)
-    return {"workflow": workflow, "template": TEMPLATE_NAME, "status": status}
+    return common.record_status(TEMPLATE_NAME, workflow, status)
 
 
 # --- the template -----------------------------------------------------------------------------
@@ -176,47 +154,41 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
     settings = settings or get_settings()
     placements = {engine: shard_placement(engine, settings) for engine in ENGINES}
     image = settings.component_image
-    workflow_args = {name: f"{{{{workflow.parameters.{name}}}}}" for name in WORKFLOW_PARAMETERS}
+    workflow_args = common.parameter_refs(WORKFLOW_PARAMETERS)
 
-    with WorkflowTemplate(
-        name=TEMPLATE_NAME,
-        namespace=settings.argo_namespace,
-        labels={
-            "app.kubernetes.io/name": TEMPLATE_NAME,
-            "app.kubernetes.io/part-of": "llm-workflows",
-        },
-        annotations={"workflows.argoproj.io/description": DESCRIPTION},
-        entrypoint=ENTRYPOINT,
-        on_exit=EXIT_HANDLER,
-        arguments=workflow_arguments(),
+    with common.workflow_template(
+        TEMPLATE_NAME, DESCRIPTION, settings, workflow_arguments()
     ) as template:
         plan_template = Script(
             name="plan",
             source=plan,
             constructor="runner",
             image=image,
-            env=step_env(settings, milvus=False),
-            retry_strategy=retry_strategy(3, "30s", "10m"),
+            env=common.step_env(settings, milvus=False),
+            retry_strategy=common.retry_strategy(3, "30s", "10m"),
         )
         shard_templates = {}
         for engine, placement in placements.items():
-            placed: dict[str, Any] = {"image": image, "env": step_env(settings, milvus=False)}
+            placed: dict[str, Any] = {
+                "image": image,
+                "env": common.step_env(settings, milvus=False),
+            }
             if engine == "openai":  # the endpoint's key, when it has one
-                placed["env"] += secret_env(
+                placed["env"] += common.secret_env(
                     settings.llm_credentials_secret, (LLM_SECRET_KEY,), optional=True
                 )
             if placement is not None:
                 # The placement's image: vLLM's for the GPU's stack, the project's CPU build.
                 placed = {
                     "image": placement.image,
-                    "env": step_env(settings, milvus=False, extra=placement.env),
-                    **placement_kwargs(placement),
+                    "env": common.step_env(settings, milvus=False, extra=placement.env),
+                    **common.placement_kwargs(placement),
                 }
             shard_templates[engine] = Script(
                 name=f"infer-shard-{engine}",
                 source=infer_shard,
                 constructor="runner",
-                retry_strategy=retry_strategy(3, "60s", "30m"),
+                retry_strategy=common.retry_strategy(3, "60s", "30m"),
                 **placed,
             )
         merge_template = Script(
@@ -224,31 +196,12 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
             source=merge,
             constructor="runner",
             image=image,
-            env=step_env(settings, milvus=False),
-            retry_strategy=retry_strategy(2, "30s", "10m"),
-            outputs=[
-                # Key only: bucket, endpoint and credentials come from the cluster's default
-                # artifact repository (MinIO). Plain Markdown, not a tarball.
-                S3Artifact(
-                    name=SUMMARY_ARTIFACT,
-                    path=f"{OUTPUTS_DIRECTORY}/artifacts/{SUMMARY_ARTIFACT}",
-                    key=SUMMARY_KEY,
-                    archive=NoneArchiveStrategy(),
-                )
-            ],
+            env=common.step_env(settings, milvus=False),
+            retry_strategy=common.retry_strategy(2, "30s", "10m"),
+            outputs=[common.summary_artifact(TEMPLATE_NAME)],
         )
-        status_template = Script(
-            name="record-status", source=record_status, constructor="runner", image=image
-        )
-        with Steps(
-            name=ENTRYPOINT,
-            parallelism=SHARD_PARALLELISM,
-            outputs=[
-                Parameter(
-                    name="report",
-                    value_from=m.ValueFrom(parameter="{{steps.merge.outputs.result}}"),
-                )
-            ],
+        with common.main_steps(
+            record_status, image, SHARD_PARALLELISM, report_step="merge"
         ) as main:
             planned = plan_template(name="plan", arguments=workflow_args)
             assert isinstance(planned, Step)
@@ -261,11 +214,4 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
                         when=f"'{{{{workflow.parameters.engine}}}}' == '{engine}'",
                     )
             merge_template(name="merge", arguments={**workflow_args, "planned": planned.result})
-        # Argo runs the exit handler with the workflow's arguments only: a steps template
-        # passes the run's name and final status ({{workflow.status}}) to the script step.
-        with Steps(name=EXIT_HANDLER):
-            status_template(
-                name="record-status",
-                arguments={"workflow": "{{workflow.name}}", "status": "{{workflow.status}}"},
-            )
     return template

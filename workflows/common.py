@@ -1,0 +1,159 @@
+"""What every llmw WorkflowTemplate shares: its metadata, the Markdown summary artifact, the
+entrypoint's ``report`` output, the exit handler that records how a run ended, and the steps'
+environment (Secrets, never values), retries and GPU placement."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hera.workflows import (
+    Env,
+    NoneArchiveStrategy,
+    Parameter,
+    RetryStrategy,
+    S3Artifact,
+    Script,
+    SecretEnv,
+    Steps,
+    WorkflowTemplate,
+)
+from hera.workflows import models as m
+from hera.workflows.script import RunnerScriptConstructor
+
+from components.placement import Placement
+from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings
+
+ENTRYPOINT = "main"
+EXIT_HANDLER = "exit-handler"
+# Where Hera's runner writes annotated outputs (the summary artifact) inside the container.
+OUTPUTS_DIRECTORY = RunnerScriptConstructor.DEFAULT_HERA_OUTPUTS_DIRECTORY
+SUMMARY_ARTIFACT = "summary"
+
+
+def workflow_template(
+    name: str, description: str, settings: Settings, arguments: list[Parameter]
+) -> WorkflowTemplate:
+    """The template ``name`` in the settings' namespace, running ``main`` then the exit handler."""
+    return WorkflowTemplate(
+        name=name,
+        namespace=settings.argo_namespace,
+        labels={
+            "app.kubernetes.io/name": name,
+            "app.kubernetes.io/part-of": "llm-workflows",
+        },
+        annotations={"workflows.argoproj.io/description": description},
+        entrypoint=ENTRYPOINT,
+        on_exit=EXIT_HANDLER,
+        arguments=arguments,
+    )
+
+
+def parameter_refs(names: tuple[str, ...]) -> dict[str, str]:
+    """Each workflow parameter passed on to a step under its own name."""
+    return {name: f"{{{{workflow.parameters.{name}}}}}" for name in names}
+
+
+def summary_artifact(template_name: str) -> S3Artifact:
+    """The summary output, at ``<template_name>/<workflow name>/summary.md``."""
+    # Key only: bucket, endpoint and credentials come from the cluster's default
+    # artifact repository (MinIO). Plain Markdown, not a tarball.
+    return S3Artifact(
+        name=SUMMARY_ARTIFACT,
+        path=f"{OUTPUTS_DIRECTORY}/artifacts/{SUMMARY_ARTIFACT}",
+        key=template_name + "/{{workflow.name}}/summary.md",
+        archive=NoneArchiveStrategy(),
+    )
+
+
+def write_summary(path: Path, markdown: str) -> None:
+    """Write the summary artifact where the runner collects it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(markdown, encoding="utf-8")
+
+
+def record_status(template_name: str, workflow: str, status: str) -> dict[str, str]:
+    """How a run ended, in the step's log and as its result."""
+    print(f"{template_name} run {workflow} ended: {status}", file=sys.stderr)
+    return {"workflow": workflow, "template": template_name, "status": status}
+
+
+@contextmanager
+def main_steps(
+    recorder: Callable[[str, str], dict[str, str]],
+    image: str,
+    parallelism: int,
+    report_step: str,
+) -> Iterator[Steps]:
+    """The entrypoint's Steps, whose ``report`` output is step ``report_step``'s result, then
+    the exit handler running ``recorder`` (the template module's own ``record_status``: the
+    runner names the function by its module)."""
+    status_template = Script(
+        name="record-status", source=recorder, constructor="runner", image=image
+    )
+    with Steps(
+        name=ENTRYPOINT,
+        parallelism=parallelism,
+        outputs=[
+            Parameter(
+                name="report",
+                value_from=m.ValueFrom(parameter=f"{{{{steps.{report_step}.outputs.result}}}}"),
+            )
+        ],
+    ) as main:
+        yield main
+    # Argo runs the exit handler with the workflow's arguments only: a steps template
+    # passes the run's name and final status ({{workflow.status}}) to the script step.
+    with Steps(name=EXIT_HANDLER):
+        status_template(
+            name="record-status",
+            arguments={"workflow": "{{workflow.name}}", "status": "{{workflow.status}}"},
+        )
+
+
+def secret_env(secret: str, keys: tuple[str, ...], optional: bool = False) -> list[SecretEnv]:
+    """One variable per key of ``secret``, named like the key."""
+    return [
+        SecretEnv(name=key, secret_name=secret, secret_key=key, optional=optional or None)
+        for key in keys
+    ]
+
+
+def step_env(settings: Settings, milvus: bool, extra: dict[str, str] | None = None) -> list[Any]:
+    """Credentials from Kubernetes Secrets (never values); with ``milvus``, the in-cluster Milvus
+    server (used when the milvus_uri argument is empty) and its optional token."""
+    env: list[Any] = [*secret_env(settings.s3_credentials_secret, S3_SECRET_KEYS)]
+    if milvus:
+        env.append(Env(name="LLMW_MILVUS_URI", value=settings.cluster_milvus_uri))
+        # Optional: a Milvus without authentication has no token to mount.
+        env += secret_env(settings.milvus_credentials_secret, MILVUS_SECRET_KEYS, optional=True)
+    env += [Env(name=name, value=value) for name, value in sorted((extra or {}).items())]
+    return env
+
+
+def retry_strategy(limit: int, backoff: str, cap: str) -> RetryStrategy:
+    """Retries on any failure (a pod evicted from the GPU node included), waiting ``backoff``
+    then twice as long each time, never more than ``cap``. Reruns are safe: ids are
+    deterministic and a shard converges to the same rows after a crash."""
+    return RetryStrategy(
+        limit=limit,
+        retry_policy="Always",
+        backoff=m.Backoff(duration=backoff, factor=m.IntOrString(root=2), cap=cap),
+    )
+
+
+def placement_kwargs(placement: Placement) -> dict[str, Any]:
+    """Node selector, tolerations and the GPU resource limit of a placement, for a Script."""
+    kwargs: dict[str, Any] = {}
+    if placement.node_selector:
+        kwargs["node_selector"] = dict(sorted(placement.node_selector.items()))
+    if placement.tolerations:
+        kwargs["tolerations"] = [m.Toleration(**t) for t in placement.tolerations]
+    if placement.resource is not None and placement.count > 0:
+        quantity = m.Quantity(root=str(placement.count))
+        # Extended resources: the request defaults to the limit.
+        kwargs["resources"] = m.ResourceRequirements(limits={placement.resource: quantity})
+    return kwargs
