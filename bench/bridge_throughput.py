@@ -7,12 +7,14 @@ Prints, from one run on one nats-server (file storage), side by side:
   status events, KV update), each awaited, as many requests in flight as the bridge allows;
 - (a3) the same writes pipelined a fetch batch at a time (``publish_async``, one wait per step):
   the most a client of this library gets through them, with no decoding, validation or engine;
-- the CPU per message of this process and of nats-server in (a), (a2) and (a3): what the
+- (a4) (a2) plus the writes of a run that has ended by the watcher's first look (KV update,
+  ``running``, KV update, ``succeeded``), as the no-op engine's runs have during (b);
+- the CPU per message of this process and of nats-server in (a) to (a4): what the
   contract's writes cost the server itself, whatever the client;
 - (b) the bridge's sustained requests/s: N valid requests already in AI_PIPELINE, drained by the
   bridge on an engine that does nothing, from the first ``accepted`` status to the last
-  ``submitted`` one (the bridge's own timestamps); (b)/(a) (target >= 0.5), (b)/(a2), and the
-  bridge's CPU per request;
+  ``submitted`` one (the bridge's own timestamps); (b)/(a) (target >= 0.5), (b) over each floor,
+  and the bridge's CPU per request;
 - (c) p50/p99 latency from publish to the ``submitted`` status event, requests paced at 200/s for
   about 10 s, received by a core NATS subscription on ``ai.pipeline.status.>`` (target p99 <= 25
   ms).
@@ -167,10 +169,15 @@ async def floor_bucket(js: JetStreamContext, bucket: str) -> Any:
     )
 
 
-async def contract_floor(nc: NATS, count: int, payload: bytes, cpu: CpuMeter) -> Baseline:
+async def contract_floor(
+    nc: NATS, count: int, payload: bytes, cpu: CpuMeter, *, run_ends: bool = False
+) -> Baseline:
     """(a2): (a) plus, per message, the JetStream writes the contract asks of the bridge, each
-    awaited in the bridge's order: KV create, ``accepted``, ``submitted``, KV update; then ack.
-    As many messages in flight as the bridge allows; no decoding, validation or engine call."""
+    awaited in the bridge's order: KV create, ``accepted``, KV update, ``submitted``; then ack.
+    As many messages in flight as the bridge allows; no decoding, validation or engine call.
+
+    (a4) with ``run_ends``: also the writes of a run that has ended by the watcher's first look,
+    as the no-op engine's have (KV update, ``running``, KV update, ``succeeded``)."""
     settings = noop_bridge_settings("nats://unused")
     js = nc.jetstream()
     sub = await raw_stream(js, count, payload)
@@ -183,9 +190,12 @@ async def contract_floor(nc: NATS, count: int, payload: bytes, cpu: CpuMeter) ->
             key = f"k{message.metadata.sequence.stream}"
             revision = await kv.create(key, payload)
             await js.publish(f"bench.raw.status.{key}", payload)
+            revision = await kv.update(key, payload, last=revision)
             await js.publish(f"bench.raw.status.{key}", payload)
-            await kv.update(key, payload, last=revision)
             await message.ack()
+            for _ in range(2 if run_ends else 0):
+                revision = await kv.update(key, payload, last=revision)
+                await js.publish(f"bench.raw.status.{key}", payload)
         finally:
             slots.release()
 
@@ -410,6 +420,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 say(f"(a2) consume + the contract's JetStream writes: {floor.rate:.0f} messages/s")
                 pipelined = await pipelined_floor(nc, args.requests, payload, cpu)
                 say(f"(a3) the same writes pipelined: {pipelined.rate:.0f} messages/s")
+                ended = await contract_floor(nc, args.requests, payload, cpu, run_ends=True)
+                say(f"(a4) and the writes of the run's end: {ended.rate:.0f} messages/s")
                 drain, bridge = await bridge_drain(js, server, args.requests, work / "bridge.log")
                 say(f"(b) bridge: {drain.rate:.0f} requests/s")
                 latencies, missed = await paced_latency(nc, args.rate, args.seconds)
@@ -423,6 +435,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "raw": raw,
         "floor": floor,
         "pipelined": pipelined,
+        "ended": ended,
         "drain": drain,
         "latencies": latencies,
         "missed": missed,
@@ -430,34 +443,22 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def cpu_pair(base: Baseline) -> str:
-    return f"{base.client_cpu_us:.0f} / {base.server_cpu_us:.0f} µs"
-
-
-def ratio_pair(floor: Baseline, pipelined: Baseline, raw: Baseline) -> str:
-    return f"{floor.rate / raw.rate:.3f}, {pipelined.rate / raw.rate:.3f}"
-
-
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raw-messages", type=int, default=50_000, help="for (a)")
-    parser.add_argument("--requests", type=int, default=30_000, help="for (a2), (a3) and (b)")
-    parser.add_argument("--rate", type=float, default=200.0, help="paced requests/s for (c)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="how long (c) publishes")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--keep", type=Path, help="a folder to keep the NATS store and logs in")
-    args = parser.parse_args()
-
-    result = asyncio.run(measure(args))
+def report(
+    args: argparse.Namespace, result: dict[str, Any]
+) -> tuple[list[tuple[str, str, str]], list[str], bool]:
+    """The table's rows, its notes, and whether a target was missed."""
     settings = noop_bridge_settings("nats://unused")
     drain: Drain = result["drain"]
     raw: Baseline = result["raw"]
-    floor: Baseline = result["floor"]
-    pipelined: Baseline = result["pipelined"]
+    floors: list[tuple[str, str, Baseline]] = [
+        ("a2", "consume + 4 awaited JetStream writes + ack/s", result["floor"]),
+        ("a3", "consume + the same writes pipelined + ack/s", result["pipelined"]),
+        ("a4", "(a2) + the 4 writes of the run's end/s", result["ended"]),
+    ]
     ratio = drain.rate / raw.rate
     latencies = result["latencies"]
     p50, p99, worst = (
@@ -465,21 +466,15 @@ def main() -> None:
         if latencies
         else (float("nan"),) * 3
     )
-
-    def baseline_rows(label: str, base: Baseline) -> list[tuple[str, str, str]]:
-        return [
-            (label, f"{base.rate:.0f}", ""),
-            ("    CPU per message: this client / nats-server", cpu_pair(base), ""),
-        ]
-
+    per_message = "    CPU per message: this client / nats-server"
     rows = [
-        *baseline_rows(f"(a) raw JetStream consume+ack/s, {args.raw_messages} msgs", raw),
-        *baseline_rows(
-            f"(a2) consume + 4 awaited JetStream writes + ack/s, {args.requests}", floor
-        ),
-        *baseline_rows(
-            f"(a3) consume + the same writes pipelined + ack/s, {args.requests}", pipelined
-        ),
+        (f"(a) raw JetStream consume+ack/s, {args.raw_messages} msgs", f"{raw.rate:.0f}", ""),
+        (per_message, f"{raw.client_cpu_us:.0f} / {raw.server_cpu_us:.0f} µs", ""),
+    ]
+    for tag, label, base in floors:
+        rows.append((f"({tag}) {label}, {args.requests} msgs", f"{base.rate:.0f}", ""))
+        rows.append((per_message, f"{base.client_cpu_us:.0f} / {base.server_cpu_us:.0f} µs", ""))
+    rows += [
         (f"(b) bridge requests/s, {args.requests} requests", f"{drain.rate:.0f}", ""),
         (
             "    CPU per request: bridge / nats-server",
@@ -487,19 +482,11 @@ def main() -> None:
             "",
         ),
         ("(b) / (a)", f"{ratio:.3f}", f">= {TARGET_RATIO}"),
+        *((f"({tag}) / (a)", f"{base.rate / raw.rate:.3f}", "") for tag, _, base in floors),
+        *((f"(b) / ({tag})", f"{drain.rate / base.rate:.3f}", "") for tag, _, base in floors),
         (
-            "(a2) / (a), (a3) / (a): the contract's writes alone",
-            ratio_pair(floor, pipelined, raw),
-            "",
-        ),
-        (
-            "(b) / (a2), (b) / (a3)",
-            f"{drain.rate / floor.rate:.3f}, {drain.rate / pipelined.rate:.3f}",
-            "",
-        ),
-        (
-            "nats-server CPU per message, (a2) / (a): the server's own share",
-            f"{floor.server_cpu_us / raw.server_cpu_us:.1f}x",
+            "nats-server CPU per message, (a2) / (a)",
+            f"{floors[0][2].server_cpu_us / raw.server_cpu_us:.1f}x",
             "",
         ),
         (
@@ -529,15 +516,31 @@ def main() -> None:
         "and succeeded for each request (4 more JetStream writes) while (b) runs.",
         "(a) drains a stream with the bridge's fetch call and acks each message; (a2) also makes, "
         "per message and in the bridge's order, the JetStream writes the contract asks for (KV "
-        "create, two status events, KV update), as many in flight as the bridge; (a3) makes the "
-        "same writes a batch at a time with publish_async; all in this process, "
+        "create, accepted, KV update, submitted), as many in flight as the bridge; (a3) makes "
+        "the same writes a batch at a time with publish_async; (a4) adds to (a2) the writes of "
+        "a run that ended before the watcher's first look (KV update, running, KV update, "
+        "succeeded), as (b) has them; all in this process, "
         f"{result['payload_bytes']}-byte request payloads, file storage.",
         "(b) runs from the first accepted status to the last submitted one (the bridge's own "
         f"timestamps); {drain.wall_rate:.0f}/s from first delivery to an idle consumer (polled). "
         "(c) is measured on the same bridge, once (b)'s runs have all ended.",
     ]
-    print_table("Bridge throughput benchmark", rows, notes)
     missed = ratio < TARGET_RATIO or not p99 <= TARGET_P99_MS or result["missed"] > 0
+    return rows, notes, missed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw-messages", type=int, default=50_000, help="for (a)")
+    parser.add_argument("--requests", type=int, default=30_000, help="for (a2)-(a4) and (b)")
+    parser.add_argument("--rate", type=float, default=200.0, help="paced requests/s for (c)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long (c) publishes")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--keep", type=Path, help="a folder to keep the NATS store and logs in")
+    args = parser.parse_args()
+
+    rows, notes, missed = report(args, asyncio.run(measure(args)))
+    print_table("Bridge throughput benchmark", rows, notes)
     if args.strict and missed:
         sys.exit(1)
 
