@@ -275,17 +275,9 @@ async def bridge_drain(
     js: JetStreamContext, server: Any, count: int, log_path: Path
 ) -> tuple[Drain, NoopBridgeProcess]:
     """(b): the bridge draining ``count`` stored requests. Returns the bridge, still running."""
-    from bridge.service import STREAM_DUPLICATE_WINDOW_S, STREAM_MAX_AGE_S, STREAM_SUBJECTS
+    from bridge.service import stream_config
 
-    await js.add_stream(  # as the bridge creates it
-        StreamConfig(
-            name=STREAM,
-            subjects=STREAM_SUBJECTS,
-            storage=StorageType.FILE,
-            max_age=STREAM_MAX_AGE_S,
-            duplicate_window=STREAM_DUPLICATE_WINDOW_S,
-        )
-    )
+    await js.add_stream(stream_config(STREAM))
     requests = [request_message("drain", i) for i in range(count)]
     await fill(js, [(s, d, {"Nats-Msg-Id": rid}) for rid, s, d in requests])
     bridge = NoopBridgeProcess(server.url, log_path).start()

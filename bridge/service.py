@@ -179,16 +179,7 @@ class Bridge:
         try:
             info = await self.js.stream_info(name)
         except NotFoundError:
-            await self.js.add_stream(
-                StreamConfig(
-                    name=name,
-                    subjects=STREAM_SUBJECTS,
-                    storage=StorageType.FILE,
-                    max_age=STREAM_MAX_AGE_S,
-                    duplicate_window=STREAM_DUPLICATE_WINDOW_S,
-                    description="AI pipeline triggers, status events and dead letters",
-                )
-            )
+            await self.js.add_stream(stream_config(name))
             log.info("created stream %s", name)
             return
         for difference in stream_differences(info.config):
@@ -473,6 +464,18 @@ class Bridge:
             while True:
                 await asyncio.sleep(interval)
                 await msg.in_progress()
+
+
+def stream_config(name: str) -> StreamConfig:
+    """The stream as the bridge creates it when missing."""
+    return StreamConfig(
+        name=name,
+        subjects=STREAM_SUBJECTS,
+        storage=StorageType.FILE,
+        max_age=STREAM_MAX_AGE_S,
+        duplicate_window=STREAM_DUPLICATE_WINDOW_S,
+        description="AI pipeline triggers, status events and dead letters",
+    )
 
 
 def header_request_id(msg: Msg) -> str | None:

@@ -21,6 +21,7 @@ from kfp import compiler
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from components.rendered_files import write_rendered
 from components.settings import Settings
 from pipelines.registry import PIPELINES, get_pipeline
 
@@ -66,11 +67,7 @@ def _stable_yaml(text: str) -> str:
 
 def compile_pipeline(name: str, out_dir: Path, settings: Settings | None = None) -> Path:
     """Write ``<out_dir>/<name>.kfp.yaml``; PipelineSpecError (and nothing written) if invalid."""
-    text = compile_text(name, settings)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}{SUFFIX}"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_rendered({name: compile_text(name, settings)}, out_dir, SUFFIX)[0]
 
 
 def compile_all(out_dir: Path, settings: Settings | None = None) -> list[Path]:
@@ -79,13 +76,7 @@ def compile_all(out_dir: Path, settings: Settings | None = None) -> list[Path]:
     Every pipeline is compiled and checked first; on any error nothing is written.
     """
     texts = {name: compile_text(name, settings) for name in sorted(PIPELINES)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in texts.items():
-        path = out_dir / f"{name}{SUFFIX}"
-        path.write_text(text, encoding="utf-8")
-        paths.append(path)
-    return paths
+    return write_rendered(texts, out_dir, SUFFIX)
 
 
 def _parse(what: str, data: Any, message: Message) -> None:

@@ -145,6 +145,11 @@ def submit_run(
                 )
             )
     run = result.run_info
+    return _submitted(run, experiment_id, settings)
+
+
+def _submitted(run: Any, experiment_id: str, settings: Settings) -> SubmittedRun:
+    """A run the API returned (created or found) as a SubmittedRun."""
     run_id = str(run.run_id)
     return SubmittedRun(
         run_id=run_id,
@@ -172,13 +177,7 @@ def _find_run(
     if not runs:
         return None
     run = runs[0]
-    run_id = str(run.run_id)
-    return SubmittedRun(
-        run_id=run_id,
-        url=run_url(run_id, settings),
-        experiment_id=str(run.experiment_id or experiment_id),
-        state=str(run.state or "PENDING"),
-    )
+    return _submitted(run, experiment_id, settings)
 
 
 def run_status(run_id: str, settings: Settings, client: kfp.Client | None = None) -> RunStatus:

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from components.rendered_files import write_rendered
 from components.schema_validation import assert_valid
 from components.settings import Settings, get_settings
 from workflows.registry import TEMPLATES, get_template
@@ -65,10 +66,4 @@ def render_all(
     """
     settings = settings or get_settings()
     texts = {name: render_text(name, settings, schemas_dir) for name in sorted(TEMPLATES)}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in texts.items():
-        path = out_dir / f"{name}{SUFFIX}"
-        path.write_text(text, encoding="utf-8")
-        paths.append(path)
-    return paths
+    return write_rendered(texts, out_dir, SUFFIX)
