@@ -3,7 +3,7 @@
 Publishes N requests at a steady rate (5 % malformed, in seven kinds; 10 % of the valid ones
 published again later as new stream messages, without the dedup header; 5 % again inside the
 duplicate window with ``Nats-Msg-Id``), while the NATS server is killed and started again three
-times (same port and store) and the bridge process (``tests.bridge.bridge_process``, whose
+times (same port and store) and the bridge process (``testing.bridge_process``, whose
 recording engine fails 20 % of submissions with a transient 503) is SIGKILLed twice and started
 again. A publish is retried until JetStream acks it; only acked messages count as published.
 
@@ -281,26 +281,14 @@ async def settle(js: Any, messages: list[Planned], seen: Seen, timeout_s: float)
 
 
 def bridge_process(url: str, runs_dir: Path, log_path: Path, *extra: str) -> Any:
-    """``tests.bridge.bridge_process`` (kill, start again), its stderr appended to ``log_path``."""
-    import os
-    import subprocess
+    """``testing.bridge_process`` (kill, start again), its stderr appended to ``log_path``."""
+    from testing.bridge_harness import BridgeProcess
 
-    from tests.bridge.conftest import REPO, BridgeProcess
-
-    class Logged(BridgeProcess):
-        def start(self) -> BridgeProcess:
-            env = {**os.environ, "PYTHONPATH": str(REPO)}
-            with log_path.open("ab") as log:
-                self.process = subprocess.Popen(
-                    self.command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log
-                )
-            return self
-
-    return Logged(url, runs_dir, *extra)
+    return BridgeProcess(url, runs_dir, *extra, log=log_path)
 
 
 async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from tests.nats_server import NatsServer
+    from testing.nats_server import NatsServer
 
     messages = plan(args.requests, 0.05, args.seed)
     runs_dir = tmp / "runs"
@@ -346,7 +334,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             bridge.terminate()
         bridge.kill()
         server.stop()
-    from tests.bridge.recording_engine import runs_by_name
+    from testing.recording_engine import runs_by_name
 
     return {
         "messages": messages,
@@ -439,7 +427,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> bool:
     notes = [
         f"Chaos: NATS restarted {chaos.nats_restarts} times, bridge SIGKILLed "
         f"{chaos.bridge_kills} times: " + "; ".join(chaos.events) + ".",
-        "The bridge: python -m tests.bridge.bridge_process --fail-rate "
+        "The bridge: python -m testing.bridge_process --fail-rate "
         f"{args.fail_rate:g} --idempotent, a subprocess. The recording engine is idempotent by "
         "run name, as the real engines are (Argo refuses a second Workflow of a name, KFP runs "
         "are looked up by name): a bridge killed after submitting and before recording the run "

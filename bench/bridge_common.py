@@ -136,12 +136,12 @@ class NoopEngine:
     def submit(
         self, pipeline: str, params: dict[str, Any], run_name: str, experiment: str | None
     ) -> Any:
-        from components.runs import SubmittedRun
+        from components.orchestration.runs import SubmittedRun
 
         return SubmittedRun(run_id=run_name, url=f"noop://{run_name}", state="Pending")
 
     def status(self, run_id: str) -> Any:
-        from components.runs import RunStatus
+        from components.orchestration.runs import RunStatus
 
         return RunStatus(run_id=run_id, state="Succeeded", url=f"noop://{run_id}")
 

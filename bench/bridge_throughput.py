@@ -388,7 +388,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     from bridge.messages import PipelineRequest
-    from tests.nats_server import NatsServer
+    from testing.nats_server import NatsServer
 
     payload = PipelineRequest(
         request_id="raw-000000",

@@ -12,7 +12,7 @@ import sys
 from importlib.metadata import distributions
 from pathlib import Path
 
-from bench.writers import Sections, write_document
+from testing.documents import Sections, write_document
 
 TYPES = (".md", ".html", ".txt", ".pdf", ".docx")
 _HEADING = re.compile(r"^#{1,4}\s+(.+)$|^(.+)\n[=\-~^]{3,}\s*$", re.MULTILINE)

@@ -36,12 +36,12 @@ def openai_ratio(rows: int, delay_s: float, cap: int) -> tuple[float, float]:
     """The server runs in a process of its own, so it never competes with the client's GIL."""
     import subprocess
 
-    from components.batch_inference import run_batch
-    from components.batch_models import BatchParams
+    from components.inference.batch import run_batch
+    from components.inference.models import BatchParams
     from components.settings import Settings
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.openai_server", "--delay", str(delay_s)],
+        [sys.executable, "-m", "testing.openai_server", "--delay", str(delay_s)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -67,10 +67,10 @@ def openai_ratio(rows: int, delay_s: float, cap: int) -> tuple[float, float]:
 
 
 def transformers_ratio(rows: int, batch_size: int) -> tuple[float, float]:
-    from components.batch_inference import run_batch
-    from components.batch_models import BatchParams
-    from components.inference_engines import TransformersEngine
-    from tests.tiny_lm import build_tiny_lm
+    from components.inference.batch import run_batch
+    from components.inference.engines.transformers_engine import TransformersEngine
+    from components.inference.models import BatchParams
+    from testing.tiny_lm import build_tiny_lm
 
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_lm(Path(tmp) / "lm", context=256)

@@ -47,7 +47,7 @@ def copy_minilm_shape(target: Path) -> Path:
 def minilm_model(folder: Path, shape: Path | None) -> Path:
     """A MiniLM-L6 sentence-transformer: the packaged one, or its shape with random weights."""
     if shape is None:
-        from components.embedders import resolve_model_path
+        from components.ingest.embedders import resolve_model_path
 
         return Path(resolve_model_path("all-MiniLM-L6-v2"))
     import torch
@@ -92,9 +92,9 @@ def rows_file(path: Path, count: int, url: str, model: str, max_tokens: int) -> 
 
 def rate(model: Path, device: str, source: Path, output: Path, batch_size: int) -> float:
     """rows/s of one run (after a warm-up run of a few rows, so loading is not counted)."""
-    from components.batch_inference import run_batch
-    from components.batch_models import BatchParams
-    from components.inference_engines import TransformersEngine
+    from components.inference.batch import run_batch
+    from components.inference.engines.transformers_engine import TransformersEngine
+    from components.inference.models import BatchParams
 
     engine = TransformersEngine(str(model), batch_size=batch_size, device=device)
     warm = output.with_suffix(".warm.jsonl")
@@ -124,7 +124,7 @@ def main() -> None:
 
     import torch
 
-    from tests.tiny_lm import build_tiny_lm
+    from testing.tiny_lm import build_tiny_lm
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     figures: dict[str, dict[str, float]] = {}

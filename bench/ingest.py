@@ -32,9 +32,9 @@ CORPUS_CACHE = REPO / "bench" / ".corpus"
 
 def measure(source: str, milvus_uri: str, with_ceiling: bool) -> dict[str, Any]:
     """Runs in the child process: first ingest, unchanged rerun, optionally the encode ceiling."""
-    from components.embedders import make_embedder
-    from components.ingest import ingest
-    from components.ingest_models import IngestParams
+    from components.ingest.embedders import make_embedder
+    from components.ingest.models import IngestParams
+    from components.ingest.run import ingest
     from components.settings import Settings
 
     settings = Settings(milvus_uri=milvus_uri)
@@ -64,7 +64,7 @@ def measure(source: str, milvus_uri: str, with_ceiling: bool) -> dict[str, Any]:
 
 
 def _chunk_texts(milvus_uri: str) -> list[str]:
-    from components.milvus_store import ChunkStore
+    from components.storage.milvus import ChunkStore
 
     store = ChunkStore(milvus_uri, "documents")
     store.open_existing()

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from bridge.messages import ENGINES, RunState
-from components.runs import RunStatus, SubmitError, SubmittedRun
+from components.orchestration.runs import RunStatus, SubmitError, SubmittedRun
 from components.settings import Settings
 
 # Engine words -> the contract's states (KFP upper case, Argo capitalised, local runs lower).

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from components.batch_models import BatchJobParams
-from components.ingest_models import IngestParams
+from components.inference.models import BatchJobParams
+from components.ingest.models import IngestParams
 
 
 class UnknownPipelineError(KeyError):

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     # Incremental runs.
     prune_max_fraction: float = Field(0.5, gt=0, le=1)
 
-    # The cluster's GPU inventory; None means the one shipped in components/data.
+    # The cluster's GPU inventory; None means the one shipped in components/cluster/data.
     cluster_inventory: Path | None = None
 
     # Engines. Kubeflow Pipelines: the API endpoint (ml-pipeline) and the UI links are built from.

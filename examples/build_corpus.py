@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.writers import Sections, write_document  # noqa: E402
+from testing.documents import Sections, write_document  # noqa: E402
 
 DOCS = REPO / "examples" / "docs"
 

@@ -17,7 +17,7 @@ import typer
 from llmw.progress import fail
 
 if TYPE_CHECKING:
-    from components.runs import RunStatus, SubmittedRun
+    from components.orchestration.runs import RunStatus, SubmittedRun
     from components.settings import Settings
 
 PARAM_HELP = "KEY=VALUE, repeatable; keys are the pipeline's parameters."
@@ -161,7 +161,7 @@ def status_command(
 @contextmanager
 def _engine_errors() -> Iterator[None]:
     """An engine's SubmitError as the command's failure: its message, exit 1."""
-    from components.runs import SubmitError
+    from components.orchestration.runs import SubmitError
 
     try:
         yield

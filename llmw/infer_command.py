@@ -1,4 +1,4 @@
-"""`llmw infer`: a thin wrapper over components.batch_inference.run_batch."""
+"""`llmw infer`: a thin wrapper over components.inference.batch.run_batch."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from llmw.progress import StatusLine, fail
 
 if TYPE_CHECKING:
-    from components.batch_models import BatchReport
+    from components.inference.models import BatchReport
 
 EXIT_ROW_ERRORS = 3
 
@@ -40,9 +40,9 @@ def infer(
     """
     from pydantic import ValidationError
 
-    from components.batch_inference import run_batch
-    from components.batch_io import InputRefusedError
-    from components.batch_models import BatchParams
+    from components.inference.batch import run_batch
+    from components.inference.batch_io import InputRefusedError
+    from components.inference.models import BatchParams
 
     try:
         params = BatchParams(

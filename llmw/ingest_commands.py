@@ -1,4 +1,4 @@
-"""`llmw ingest` and `llmw search`: thin wrappers over components.ingest and .search."""
+"""`llmw ingest` and `llmw search`: thin wrappers over components.ingest.run and .search."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from llmw.progress import StatusLine, fail
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-    from components.ingest_models import IngestReport
-    from components.milvus_store import SearchHit
+    from components.ingest.models import IngestReport
+    from components.storage.milvus import SearchHit
 
 EXIT_DOCUMENTS_FAILED = 3
 EXIT_PRUNE_REFUSED = 4
@@ -51,10 +51,10 @@ def ingest(
     """
     from pydantic import ValidationError
 
-    from components.ingest import ingest as run_ingest
-    from components.ingest_models import IngestParams
-    from components.milvus_store import SchemaMismatchError
+    from components.ingest.models import IngestParams
+    from components.ingest.run import ingest as run_ingest
     from components.settings import get_settings
+    from components.storage.milvus import SchemaMismatchError
 
     settings = get_settings()
     updates = {k: v for k, v in {"include": include, "exclude": exclude}.items() if v}
@@ -95,8 +95,8 @@ def search(
     as_json: JsonOption = False,
 ) -> None:
     """Search the ingested chunks."""
-    from components.milvus_store import SchemaMismatchError
-    from components.search import search as run_search
+    from components.ingest.search import search as run_search
+    from components.storage.milvus import SchemaMismatchError
 
     try:
         hits = run_search(

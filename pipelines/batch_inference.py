@@ -1,11 +1,12 @@
 """The ``batch-inference`` pipeline: plan shards -> run each shard (ParallelFor) -> merge.
 
-Each component is a few lines: it imports its step from ``components.batch_steps`` and calls it.
+Each component is a few lines: it imports its step from ``components.inference.steps`` and calls it.
 KFP copies a component function's source verbatim into the compiled YAML and runs it in the
 component image, where this project is installed, so the bodies import what they need inside.
 
-Where a shard runs depends on the ``engine`` parameter (``components.batch_steps.ENGINE_NEEDS``):
-vLLM on its GPU (khelben in the shipped inventory), transformers on the CPU, openai anywhere.
+Where a shard runs depends on the ``engine`` parameter
+(``components.inference.steps.ENGINE_NEEDS``): vLLM on its GPU (khelben in the shipped
+inventory), transformers on the CPU, openai anywhere.
 A task's placement is fixed when the pipeline compiles, so the pipeline has one branch per engine
 (``dsl.If``/``Elif``/``Else`` on ``engine``), each a ParallelFor of its own shard task and a merge
 of its shards; the pipeline's output is the merge that ran (``dsl.OneOf``).
@@ -22,8 +23,8 @@ from kfp import dsl, kubernetes
 from kfp.dsl import Markdown, Metrics, Output
 from kfp.dsl.base_component import BaseComponent
 
-from components.batch_steps import shard_placement
-from components.placement import Placement
+from components.cluster.placement import Placement
+from components.inference.steps import shard_placement
 from components.settings import LLM_SECRET_KEY, Settings, get_settings
 from pipelines.ingestion import RetryPolicy, apply_placement, apply_retry, cluster_env
 
@@ -42,7 +43,7 @@ SHARD_PARALLELISM = 4
 LOCAL_SHARD_PARALLELISM = 1
 
 
-# --- components: thin wrappers over components.batch_steps ------------------------------------
+# --- components: thin wrappers over components.inference.steps ------------------------------------
 
 
 def plan(
@@ -59,7 +60,7 @@ def plan(
     batch_size: int,
 ) -> list:
     """Read the input once and cut it into shards ("I/N")."""
-    from components.batch_steps import job_params, plan_shards
+    from components.inference.steps import job_params, plan_shards
 
     params = job_params(**locals())
     return plan_shards(params)
@@ -80,7 +81,7 @@ def infer_shard(
     shard: str,
 ) -> dict:
     """Run one shard into its own output file; returns its report."""
-    from components.batch_steps import job_params, run_shard
+    from components.inference.steps import job_params, run_shard
 
     params = job_params(**locals())
     return run_shard(params, shard)
@@ -104,7 +105,7 @@ def merge(
     summary: Output[Markdown],
 ) -> dict:
     """Merge the shards' outputs into the output; log Metrics and a Markdown summary."""
-    from components.batch_steps import job_params, merge_shards, report_markdown, report_metrics
+    from components.inference.steps import job_params, merge_shards, report_markdown, report_metrics
 
     params = job_params(**locals())
     result = merge_shards(params, planned, shard_reports)

@@ -21,7 +21,7 @@ from kfp import compiler
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from components.rendered_files import write_rendered
+from components.orchestration.rendered_files import write_rendered
 from components.settings import Settings
 from pipelines.registry import PIPELINES, get_pipeline
 

@@ -1,6 +1,6 @@
 """The ``document-ingestion`` pipeline: plan shards -> ingest each shard (ParallelFor) -> report.
 
-Each component is a few lines: it imports its step from ``components.ingest_steps`` and calls it.
+Each component is a few lines: it imports its step from ``components.ingest.steps`` and calls it.
 KFP copies a component function's source verbatim into the compiled YAML and runs it in the
 component image, where this project is installed, so the bodies import what they need inside.
 
@@ -16,8 +16,8 @@ from kfp import dsl, kubernetes
 from kfp.dsl import Markdown, Metrics, Output
 from kfp.dsl.base_component import BaseComponent
 
-from components.inventory import load_inventory
-from components.placement import GpuNeed, Placement, place
+from components.cluster.inventory import load_inventory
+from components.cluster.placement import GpuNeed, Placement, place
 from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings, get_settings
 
 PIPELINE_NAME = "document-ingestion"
@@ -34,12 +34,12 @@ LOCAL_SHARD_PARALLELISM = 1
 EMBEDDING_FRAMEWORK = "sentence-transformers"
 
 
-# --- components: thin wrappers over components.ingest_steps -----------------------------------
+# --- components: thin wrappers over components.ingest.steps -----------------------------------
 
 
 def plan(source: str, collection: str, milvus_uri: str, prune: bool) -> list[str]:
     """List the source once and cut it into shards ("I/N")."""
-    from components.ingest_steps import plan_shards
+    from components.ingest.steps import plan_shards
 
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
     return plan_shards(params)
@@ -47,7 +47,7 @@ def plan(source: str, collection: str, milvus_uri: str, prune: bool) -> list[str
 
 def ingest_shard(source: str, collection: str, milvus_uri: str, prune: bool, shard: str) -> dict:
     """Ingest one shard into Milvus; returns its report (without nulls, which KFP can't pass)."""
-    from components.ingest_steps import ingest_shard as step
+    from components.ingest.steps import ingest_shard as step
 
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
     return {key: value for key, value in step(params, shard).items() if value is not None}
@@ -63,7 +63,7 @@ def report(
     summary: Output[Markdown],
 ) -> dict:
     """Merge the shard reports, prune when asked; log Metrics and a Markdown summary."""
-    from components.ingest_steps import finish_ingestion, report_markdown, report_metrics
+    from components.ingest.steps import finish_ingestion, report_markdown, report_metrics
 
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
     result = finish_ingestion(params, shard_reports)

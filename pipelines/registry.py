@@ -7,8 +7,8 @@ from typing import Any, Protocol
 from kfp.dsl.base_component import BaseComponent
 from pydantic import BaseModel
 
-from components.batch_models import BatchReport
-from components.ingest_models import IngestReport
+from components.inference.models import BatchReport
+from components.ingest.models import IngestReport
 from components.registry import get_job
 from components.settings import Settings
 from pipelines import batch_inference, ingestion

@@ -22,7 +22,7 @@ import kfp
 import urllib3
 from kfp_server_api.exceptions import ApiException
 
-from components.runs import RunStatus, SubmitError, SubmittedRun, follow
+from components.orchestration.runs import RunStatus, SubmitError, SubmittedRun, follow
 from components.settings import Settings
 from pipelines.compiler import SUFFIX, compile_text
 from pipelines.registry import pipeline_arguments

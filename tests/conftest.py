@@ -29,7 +29,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def minilm() -> Any:
     """The packaged all-MiniLM-L6-v2, loaded once for the whole session."""
-    from components.embedders import SentenceTransformerEmbedder
+    from components.ingest.embedders import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2", device="cpu", batch_size=32)
 
@@ -135,7 +135,7 @@ def schemas_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight GPT-2 and a byte-level BPE tokenizer trained here (no download)."""
-    from tests.tiny_lm import build_tiny_lm
+    from testing.tiny_lm import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
 

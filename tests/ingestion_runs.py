@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from components.ingest import ingest
-from components.ingest_models import IngestParams
-from tests.documents import topic, write_document
+from components.ingest.models import IngestParams
+from components.ingest.run import ingest
+from testing.documents import topic, write_document
 from tests.milvus_rows import read_manifest, read_rows
 
 DOCUMENTS = 3
@@ -25,7 +25,7 @@ import functools, json, os
 
 _config = json.loads(os.environ["TEST_INGEST_FAULTS"])
 
-import components.ingest_steps as steps
+import components.ingest.steps as steps
 
 steps.plan_shards = functools.partial(steps.plan_shards, docs_per_shard=1)
 _real = steps.ingest_shard
@@ -62,7 +62,7 @@ def one_document(folder: Path) -> Path:
 
 
 def plain_ingest(tmp_path: Path, settings: Any, minilm: Any) -> tuple[Path, list[dict[str, Any]]]:
-    """The corpus (in ``docs``) and the rows ``llmw ingest`` (components.ingest.ingest) leaves
+    """The corpus (in ``docs``) and the rows ``llmw ingest`` (components.ingest.run.ingest) leaves
     from it in Milvus (``plain.db``), both under ``tmp_path``."""
     source = corpus(tmp_path / "docs")
     uri = str(tmp_path / "plain.db")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.milvus_store import ChunkStore
+from components.storage.milvus import ChunkStore
 
 CHUNK_FIELDS = ["pk", "doc_id", "source_uri", "content_hash", "chunk_index", "text", "metadata"]
 MANIFEST_FIELDS = ["doc_id", "source_uri", "content_hash", "chunk_count", "pending_keys"]

@@ -1,16 +1,17 @@
 """The ``batch-inference`` WorkflowTemplate: plan shards -> run each shard -> merge.
 
 Each script step is a Hera runner step (``constructor="runner"``), a few lines calling the same
-step functions as the KFP pipeline, from ``components.batch_steps``; its return value, printed
+step functions as the KFP pipeline, from ``components.inference.steps``; its return value, printed
 as JSON by the runner, is the step's ``outputs.result``.
 
-Where a shard runs depends on the ``engine`` parameter (``components.batch_steps.ENGINE_NEEDS``):
-vLLM on its GPU (khelben in the shipped inventory: node selector, toleration, ``amd.com/gpu``),
+Where a shard runs depends on the ``engine`` parameter
+(``components.inference.steps.ENGINE_NEEDS``): vLLM on its GPU (khelben in the shipped
+inventory: node selector, toleration, ``amd.com/gpu``),
 transformers on the CPU, openai anywhere. A template's placement is fixed when it renders, so
 there is one shard template per engine, and the fan-out step of each runs only ``when`` the
 ``engine`` argument names it. The other two are Skipped and have no outputs in Argo, so the
 merge step does not take the shards' results: it reads each shard's report from beside its
-output (``components.batch_steps.merge_shards``), given the planned shards.
+output (``components.inference.steps.merge_shards``), given the planned shards.
 
 Credentials come from Secrets (never values). The Markdown summary is an output artifact in
 the cluster's default artifact repository (MinIO), under
@@ -29,8 +30,8 @@ from typing import Annotated, Any
 
 from hera.workflows import Artifact, Parameter, Script, Step, WorkflowTemplate
 
-from components.batch_models import BatchJobParams
-from components.batch_steps import shard_placement
+from components.inference.models import BatchJobParams
+from components.inference.steps import shard_placement
 from components.settings import LLM_SECRET_KEY, Settings, get_settings
 from workflows import common
 
@@ -46,7 +47,7 @@ SHARD_PARALLELISM = 4
 WORKFLOW_PARAMETERS = tuple(BatchJobParams.model_fields)
 
 
-# --- steps: thin wrappers over components.batch_steps -----------------------------------------
+# --- steps: thin wrappers over components.inference.steps -----------------------------------------
 
 
 def plan(
@@ -63,7 +64,7 @@ def plan(
     batch_size: str,
 ) -> list[str]:
     """Read the input once and cut it into shards ("I/N"); the list feeds ``withParam``."""
-    from components.batch_steps import job_params, plan_shards
+    from components.inference.steps import job_params, plan_shards
 
     params = job_params(**locals())
     # stdout is the step's result: anything a library prints goes to the log (stderr) instead.
@@ -86,7 +87,7 @@ def infer_shard(
     shard: str,
 ) -> dict[str, Any]:
     """Run one shard into its own output file; its report (JSON) is the step's result."""
-    from components.batch_steps import job_params, run_shard
+    from components.inference.steps import job_params, run_shard
 
     params = job_params(**locals())
     with contextlib.redirect_stdout(sys.stderr):
@@ -110,7 +111,7 @@ def merge(
 ) -> dict[str, Any]:
     """Merge the planned shards' outputs (reports read from beside them) into the output, write
     the Markdown summary artifact; the run's report is the step's result."""
-    from components.batch_steps import job_params, merge_shards, report_markdown
+    from components.inference.steps import job_params, merge_shards, report_markdown
 
     params = job_params(**locals())
     with contextlib.redirect_stdout(sys.stderr):

@@ -24,7 +24,7 @@ from hera.workflows import (
 from hera.workflows import models as m
 from hera.workflows.script import RunnerScriptConstructor
 
-from components.placement import Placement
+from components.cluster.placement import Placement
 from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings
 
 ENTRYPOINT = "main"

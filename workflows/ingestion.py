@@ -4,7 +4,7 @@ Each script step is a Hera runner step (``constructor="runner"``): the container
 ``python -m hera.workflows.runner -e workflows.ingestion:<step> <file>`` where the file holds
 ``{{inputs.parameters}}`` as JSON. The step functions below are a few lines each: they build the
 job's parameters and call the same step functions as the KFP pipeline, from
-``components.ingest_steps``. Their return value, printed as JSON by the runner, is the step's
+``components.ingest.steps``. Their return value, printed as JSON by the runner, is the step's
 ``outputs.result``; Argo aggregates the fanned-out shards' results into a JSON list, which the
 report step receives.
 
@@ -26,8 +26,8 @@ from typing import Annotated, Any
 
 from hera.workflows import Artifact, Parameter, Script, Step, WorkflowTemplate
 
-from components.inventory import load_inventory
-from components.placement import GpuNeed, Placement, place
+from components.cluster.inventory import load_inventory
+from components.cluster.placement import GpuNeed, Placement, place
 from components.settings import Settings, get_settings
 from workflows import common
 
@@ -43,7 +43,7 @@ EMBEDDING_FRAMEWORK = "sentence-transformers"
 WORKFLOW_PARAMETERS = ("source", "collection", "milvus_uri", "prune")
 
 
-# --- steps: thin wrappers over components.ingest_steps ----------------------------------------
+# --- steps: thin wrappers over components.ingest.steps ----------------------------------------
 
 
 def _params(source: str, collection: str, milvus_uri: str, prune: str) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def _params(source: str, collection: str, milvus_uri: str, prune: str) -> dict[s
 
 def plan(source: str, collection: str, milvus_uri: str, prune: str) -> list[str]:
     """List the source once and cut it into shards ("I/N"); the list feeds ``withParam``."""
-    from components.ingest_steps import plan_shards
+    from components.ingest.steps import plan_shards
 
     # stdout is the step's result: anything a library prints goes to the log (stderr) instead.
     with contextlib.redirect_stdout(sys.stderr):
@@ -69,7 +69,7 @@ def ingest_shard(
     source: str, collection: str, milvus_uri: str, prune: str, shard: str
 ) -> dict[str, Any]:
     """Ingest one shard into Milvus; its report (JSON) is the step's result."""
-    from components.ingest_steps import ingest_shard as step
+    from components.ingest.steps import ingest_shard as step
 
     with contextlib.redirect_stdout(sys.stderr):
         return step(_params(source, collection, milvus_uri, prune), shard)
@@ -85,7 +85,7 @@ def report(
 ) -> dict[str, Any]:
     """Merge the shard reports (Argo's JSON list of results), prune when asked, write the
     Markdown summary artifact; the run's report is the step's result."""
-    from components.ingest_steps import finish_ingestion, report_markdown
+    from components.ingest.steps import finish_ingestion, report_markdown
 
     params = _params(source, collection, milvus_uri, prune)
     with contextlib.redirect_stdout(sys.stderr):

@@ -2,8 +2,9 @@
 
 The output depends only on the code and the settings (namespace, images, Secret names, the
 inventory): the same inputs give byte-identical files. Each document is checked against
-``<schemas_dir>/argo-workflows-v4.0.5.schema.json`` made strict (components.schema_validation)
-before anything is written; a violation raises SchemaViolationError listing every problem.
+``<schemas_dir>/argo-workflows-v4.0.5.schema.json`` made strict
+(components.orchestration.schema_validation) before anything is written; a violation raises
+SchemaViolationError listing every problem.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from components.rendered_files import write_rendered
-from components.schema_validation import assert_valid
+from components.orchestration.rendered_files import write_rendered
+from components.orchestration.schema_validation import assert_valid
 from components.settings import Settings, get_settings
 from workflows.registry import TEMPLATES, get_template
 

@@ -24,7 +24,7 @@ from hera.exceptions import HeraException
 from hera.workflows import WorkflowsService
 from hera.workflows.models import SubmitOpts, Workflow, WorkflowSubmitRequest
 
-from components.runs import RunStatus, SubmitError, SubmittedRun, follow
+from components.orchestration.runs import RunStatus, SubmitError, SubmittedRun, follow
 from components.settings import Settings
 from workflows.registry import template_arguments
 

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 from bridge.messages import RunState
-from tests.bridge.conftest import BridgeProcess, collapsed, request, send, statuses, wait_for
-from tests.bridge.recording_engine import runs_by_name
-from tests.nats_server import NatsServer
+from testing.bridge_harness import BridgeProcess, collapsed, request, send, statuses, wait_for
+from testing.nats_server import NatsServer
+from testing.recording_engine import runs_by_name
 
 REQUESTS = 60
 

@@ -22,13 +22,13 @@ from bridge.engines import (
     run_state,
 )
 from bridge.messages import RunState
-from components.runs import SubmitError
-from tests.bridge.conftest import bridge_settings, request, send, states, wait_for_state
-from tests.contract.fake_argo import FakeArgo
-from tests.contract.fake_kfp import FakeKFP
-from tests.contract.openapi_server import OpenAPIContractServer
+from components.orchestration.runs import SubmitError
+from testing.bridge_harness import bridge_settings, request, send, states, wait_for_state
+from testing.contract.fake_argo import FakeArgo
+from testing.contract.fake_kfp import FakeKFP
+from testing.contract.openapi_server import OpenAPIContractServer
+from testing.nats_server import NatsServer
 from tests.milvus_rows import read_manifest
-from tests.nats_server import NatsServer
 
 REPO = Path(__file__).resolve().parents[2]
 FULL_LIFE = ["accepted", "submitted", "running", "succeeded"]

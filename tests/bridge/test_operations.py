@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from bridge.messages import RunState
-from tests.bridge.conftest import (
+from testing.bridge_harness import (
     BridgeProcess,
     packb,
     publish,
@@ -18,7 +18,7 @@ from tests.bridge.conftest import (
     wait_for,
     wait_for_state,
 )
-from tests.nats_server import NatsServer, free_port
+from testing.nats_server import NatsServer, free_port
 
 
 def test_readiness_metrics_and_json_logs(

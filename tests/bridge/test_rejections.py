@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.messages import PipelineRequest, RejectCode, Rejection, RunState, decode_request
-from tests.bridge.conftest import (
+from testing.bridge_harness import (
     dead_letters,
     packb,
     publish,
@@ -24,8 +24,8 @@ from tests.bridge.conftest import (
     wait_for,
     wait_for_state,
 )
-from tests.bridge.recording_engine import runs_by_name
-from tests.nats_server import NatsServer
+from testing.nats_server import NatsServer
+from testing.recording_engine import runs_by_name
 
 SUBJECT = "ai.pipeline.trigger.document-ingestion"
 LIMIT = 64 * 1024

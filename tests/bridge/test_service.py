@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.messages import PipelineStatus, RunState, trigger_subject
-from tests.bridge.conftest import (
+from testing.bridge_harness import (
     request,
     send,
     states,
@@ -14,8 +14,8 @@ from tests.bridge.conftest import (
     wait_for,
     wait_for_state,
 )
-from tests.bridge.recording_engine import runs_by_name
-from tests.nats_server import NatsServer
+from testing.nats_server import NatsServer
+from testing.recording_engine import runs_by_name
 
 FULL_LIFE = ["accepted", "submitted", "running", "succeeded"]
 
@@ -75,7 +75,7 @@ def test_transient_submit_failures_are_retried_until_one_run(
 def test_a_permanent_submit_failure_ends_failed_with_the_reason(
     nats_server: NatsServer, start_bridge: Any
 ) -> None:
-    from components.runs import SubmitError
+    from components.orchestration.runs import SubmitError
 
     class Refusing:
         name = "argo"
@@ -175,8 +175,8 @@ def test_a_slow_submission_keeps_its_message_without_a_redelivery(
 ) -> None:
     import time
 
-    from tests.bridge.conftest import bridge_settings
-    from tests.bridge.recording_engine import RecordingEngine
+    from testing.bridge_harness import bridge_settings
+    from testing.recording_engine import RecordingEngine
 
     class Slow(RecordingEngine):
         def submit(self, *args: Any) -> Any:
@@ -234,8 +234,8 @@ def test_a_burst_of_requests_on_an_engine_that_never_blocks_all_run_once_in_orde
     import nats
 
     from bridge.watcher import WATCH_SLICE
-    from tests.bridge.conftest import _stream_messages
-    from tests.bridge.recording_engine import RecordingEngine
+    from testing.bridge_harness import _stream_messages
+    from testing.recording_engine import RecordingEngine
 
     class InlineEngine(RecordingEngine):
         blocking = False

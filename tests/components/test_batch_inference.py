@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from components.batch_inference import merge_outputs, run_batch
-from components.batch_io import InputRefusedError, ResultWriter
-from components.batch_models import BatchParams, BatchResult
+from components.inference.batch import merge_outputs, run_batch
+from components.inference.batch_io import InputRefusedError, ResultWriter
+from components.inference.models import BatchParams, BatchResult
+from testing.openai_server import OpenAIServer
 from tests.conftest import REPO
-from tests.openai_server import OpenAIServer
 
 
 def chat_line(custom_id: str, text: str, **extra: Any) -> str:
@@ -129,8 +129,8 @@ def test_dataset_with_template_csv_jsonl_parquet(tmp_path: Path, tiny_lm: Path) 
 
 RUNNER = """
 import sys
-from components.batch_inference import run_batch
-from components.batch_models import BatchParams
+from components.inference.batch import run_batch
+from components.inference.models import BatchParams
 
 if __name__ == "__main__":
     run_batch(BatchParams(input=sys.argv[1], output=sys.argv[2], model=sys.argv[3], batch_size=1),
@@ -182,7 +182,7 @@ def test_shard_outputs_merge_to_exactly_the_unsharded_set(tmp_path: Path, tiny_l
 
 
 def test_s3_input_and_output(s3_settings: Any, tmp_path: Path, tiny_lm: Path) -> None:
-    from components.s3 import minio_client
+    from components.storage.s3 import minio_client
 
     client = minio_client(s3_settings)
     client.make_bucket("batches")

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from components.batch_inference import run_batch
-from components.batch_io import InputRefusedError
-from components.batch_models import BatchJobParams, BatchParams
-from components.batch_steps import (
+from components.inference.batch import run_batch
+from components.inference.batch_io import InputRefusedError
+from components.inference.models import BatchJobParams, BatchParams
+from components.inference.steps import (
     merge_shards,
     plan_shards,
     report_markdown,
@@ -119,7 +119,7 @@ def test_a_missing_shard_output_fails_the_merge(tmp_path: Path, tiny_lm: Path) -
 
 
 def test_s3_input_shards_and_output(s3_settings: Any, tmp_path: Path, tiny_lm: Path) -> None:
-    from components.s3 import minio_client
+    from components.storage.s3 import minio_client
 
     client = minio_client(s3_settings)
     client.make_bucket("batch-steps")

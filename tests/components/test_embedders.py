@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from components.embedders import EmbeddingError, OpenAIEmbedder, make_embedder
-from components.ingest import ingest
-from components.ingest_models import IngestParams
-from tests.documents import topic, write_document
+from components.ingest.embedders import EmbeddingError, OpenAIEmbedder, make_embedder
+from components.ingest.models import IngestParams
+from components.ingest.run import ingest
+from testing.documents import topic, write_document
+from testing.openai_server import EmbeddingsServer, fake_vector
 from tests.milvus_rows import read_rows
-from tests.openai_server import EmbeddingsServer, fake_vector
 
 
 def norm(vector: list[float]) -> float:

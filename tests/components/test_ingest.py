@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from components.ids import chunk_key, doc_id_for
-from components.ingest import Shard, ingest, prune_source
-from components.ingest_models import IngestParams, IngestReport
-from components.milvus_store import SchemaMismatchError
-from components.partition import partition_document
-from components.sources import SUPPORTED_TYPES
-from tests.documents import topic, write_broken, write_document
+from components.ingest.models import IngestParams, IngestReport
+from components.ingest.partition import partition_document
+from components.ingest.run import Shard, ingest, prune_source
+from components.ingest.sources import SUPPORTED_TYPES
+from components.storage.milvus import SchemaMismatchError
+from testing.documents import topic, write_broken, write_document
 from tests.milvus_rows import read_manifest, read_rows
 
 TYPES = [".md", ".html", ".txt", ".pdf", ".docx"]
@@ -87,7 +87,7 @@ def test_a_changed_document_ends_with_exactly_its_new_chunks(
 
 
 def _config(settings: Any) -> Any:
-    from components.ingest import chunking_config
+    from components.ingest.run import chunking_config
 
     return chunking_config(settings)
 
@@ -209,7 +209,7 @@ def test_shards_partition_the_work_and_merge(
 def test_a_collection_with_another_dimension_is_refused(
     tmp_path: Path, make_settings: Any, minilm: Any
 ) -> None:
-    from components.milvus_store import ChunkStore
+    from components.storage.milvus import ChunkStore
 
     settings = make_settings()
     store = ChunkStore(settings.milvus_uri, "documents")

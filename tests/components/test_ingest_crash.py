@@ -9,19 +9,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.ingest import ingest
-from components.ingest_models import IngestParams
+from components.ingest.models import IngestParams
+from components.ingest.run import ingest
+from testing.documents import topic, write_document
 from tests.conftest import REPO
-from tests.documents import topic, write_document
 from tests.milvus_rows import read_manifest, read_rows
 
 # Flushes after every row (tiny write batches), printing each row written and each finished
 # document, so the test can kill it in the middle of a document.
 RUNNER = """
 import sys
-from components.ingest import ingest
-from components.ingest_models import IngestParams
-from components.milvus_store import ChunkStore
+from components.ingest.run import ingest
+from components.ingest.models import IngestParams
+from components.storage.milvus import ChunkStore
 from components.settings import Settings
 
 upsert = ChunkStore.upsert_chunks

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from components.ingest import ingest
-from components.ingest_models import IngestParams
-from components.s3 import minio_client
-from components.sources import open_source
-from tests.documents import topic, write_document
+from components.ingest.models import IngestParams
+from components.ingest.run import ingest
+from components.ingest.sources import open_source
+from components.storage.s3 import minio_client
+from testing.documents import topic, write_document
 from tests.milvus_rows import read_rows
 
 

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from components.partition import ChunkingConfig, DocumentError, decode_text, partition_document
-from components.sources import SUPPORTED_TYPES
-from tests.documents import topic, write_broken, write_document
+from components.ingest.partition import (
+    ChunkingConfig,
+    DocumentError,
+    decode_text,
+    partition_document,
+)
+from components.ingest.sources import SUPPORTED_TYPES
+from testing.documents import topic, write_broken, write_document
 
 CONFIG = ChunkingConfig(max_characters=400, overlap=40)
 
@@ -73,7 +78,7 @@ def test_utf8_bom_is_stripped() -> None:
     assert decode_text("\ufeffhello".encode()) == "hello"
 
 
-# -- classification without spaCy where it cannot change a chunk (components/partition.py) --
+# -- classification without spaCy where it cannot change a chunk (components/ingest/partition.py) --
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
 
@@ -125,7 +130,7 @@ def test_fast_classification_makes_the_same_titles(
     from unstructured.documents.elements import Title
     from unstructured.partition.text import element_from_text
 
-    from components.partition import use_fast_classification
+    from components.ingest.partition import use_fast_classification
 
     if max_words:
         monkeypatch.setenv("UNSTRUCTURED_TITLE_MAX_WORD_LENGTH", max_words)

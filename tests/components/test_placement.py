@@ -8,13 +8,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from components.inventory import (
+from components.cluster.inventory import (
     ClusterInventory,
     InventoryError,
     default_inventory_path,
     load_inventory,
 )
-from components.placement import GpuNeed, Placement, PlacementError, gpus_like, place
+from components.cluster.placement import GpuNeed, Placement, PlacementError, gpus_like, place
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +244,7 @@ def test_the_default_inventory_follows_the_settings(
     data["default_nodes"]["sentence-transformers"] = "elminster"
     path = write(tmp_path, data)
     monkeypatch.setattr(
-        "components.placement.get_settings", lambda: Settings(cluster_inventory=path)
+        "components.cluster.placement.get_settings", lambda: Settings(cluster_inventory=path)
     )
     assert place(GpuNeed(framework="sentence-transformers")).node == "elminster"
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.contract.openapi_server import ContractRequest, OpenAPIContractServer, load_spec
+from testing.contract.openapi_server import ContractRequest, OpenAPIContractServer, load_spec
 
 SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas"
 KFP = SCHEMAS / "kfp-api-v2beta1.swagger.json"

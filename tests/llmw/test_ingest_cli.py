@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from testing.documents import topic, write_broken, write_document
 from tests.conftest import EXAMPLE_DOCS, REPO
-from tests.documents import topic, write_broken, write_document
 
 HEAVY = ("torch", "unstructured", "pymilvus", "sentence_transformers")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from bridge.engines import run_name_for
+from testing.nats_server import NatsServer
+from testing.recording_engine import runs_by_name
 from tests.bridge.conftest import nats_server, runs_dir, start_bridge  # noqa: F401 (fixtures)
-from tests.bridge.recording_engine import runs_by_name
 from tests.llmw.test_ingest_cli import llmw
-from tests.nats_server import NatsServer
 
 
 def test_wait_prints_each_status_until_the_run_succeeds(
@@ -67,7 +67,7 @@ def test_no_stream_means_no_bridge(nats_server: NatsServer) -> None:  # noqa: F8
 
 
 def test_an_unreachable_server_is_named(tmp_path: Path) -> None:
-    from tests.nats_server import free_port
+    from testing.nats_server import free_port
 
     url = f"nats://127.0.0.1:{free_port()}"
     result = llmw("trigger", "document-ingestion", "-p", "source=x", env={"LLMW_NATS_URL": url})

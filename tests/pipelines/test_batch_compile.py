@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.batch_steps import ENGINE_NEEDS
+from components.inference.steps import ENGINE_NEEDS
 from components.registry import JOBS
 from pipelines import batch_inference
 from pipelines.compiler import check_ir, compile_text
@@ -152,7 +152,7 @@ def test_secrets_never_values_and_the_component_image(clean_env: None) -> None:
     for label, executor in spec["deploymentSpec"]["executors"].items():
         container = executor["container"]
         program = container["command"][-1]
-        assert "from components.batch_steps import" in program, label
+        assert "from components.inference.steps import" in program, label
         if label not in ("exec-infer-shard-vllm", "exec-infer-shard-transformers"):
             assert container["image"] == "registry.lab/llmw:t", label
 
@@ -162,7 +162,7 @@ def test_placement_follows_a_replaced_inventory(clean_env: None, tmp_path: Path)
 
     from components.settings import Settings
 
-    inventory = yaml.safe_load((files("components") / "data" / "cluster.yaml").read_text())
+    inventory = yaml.safe_load((files("components.cluster") / "data" / "cluster.yaml").read_text())
     inventory["default_nodes"]["vllm"] = "elminster"
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(inventory))

@@ -120,7 +120,7 @@ def test_components_are_thin_and_use_the_settings_image(clean_env: None) -> None
         if label != "exec-ingest-shard":  # the embedding step: the placement's image
             assert container["image"] == "registry.lab/llmw:test"
         program = container["command"][-1]
-        assert "from components.ingest_steps import" in program, label
+        assert "from components.ingest.steps import" in program, label
         assert "pip install" not in " ".join(container["command"]), label
         env = {e["name"]: e["value"] for e in container.get("env", [])}
         if label == "exec-plan":
@@ -175,7 +175,7 @@ def test_ir_that_is_not_a_pipeline_is_refused() -> None:
 
 
 def shipped_inventory() -> dict[str, Any]:
-    return yaml.safe_load((files("components") / "data" / "cluster.yaml").read_text())
+    return yaml.safe_load((files("components.cluster") / "data" / "cluster.yaml").read_text())
 
 
 def ingest_executor(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -228,7 +228,7 @@ def test_placement_follows_a_replaced_inventory(clean_env: None, tmp_path: Path)
 
 
 def test_an_impossible_placement_fails_the_compile(clean_env: None, tmp_path: Path) -> None:
-    from components.placement import PlacementError
+    from components.cluster.placement import PlacementError
     from components.settings import Settings
 
     inventory = shipped_inventory()

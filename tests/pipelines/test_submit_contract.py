@@ -15,8 +15,8 @@ import yaml
 
 from components.registry import ParameterError, UnknownPipelineError
 from pipelines.submit import SubmitError, run_status, submit_run, wait_for_run
-from tests.contract.fake_kfp import FakeKFP
-from tests.contract.openapi_server import OpenAPIContractServer
+from testing.contract.fake_kfp import FakeKFP
+from testing.contract.openapi_server import OpenAPIContractServer
 
 NAME = "document-ingestion"
 TOKEN = "kfp-test-token"

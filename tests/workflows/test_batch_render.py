@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from components.batch_models import BatchJobParams
-from components.batch_steps import ENGINE_NEEDS
-from components.schema_validation import validate_document
+from components.inference.models import BatchJobParams
+from components.inference.steps import ENGINE_NEEDS
+from components.orchestration.schema_validation import validate_document
 from workflows.batch_inference import ENGINES
 from workflows.registry import template_arguments
 from workflows.render import SCHEMA_FILE, render_template, render_text

@@ -1,5 +1,5 @@
 """argo-local runs of the rendered document-ingestion template leave the same rows in Milvus as
-``llmw ingest`` (components.ingest.ingest) on the same input."""
+``llmw ingest`` (components.ingest.run.ingest) on the same input."""
 
 from __future__ import annotations
 

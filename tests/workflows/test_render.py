@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
+from components.orchestration.schema_validation import SchemaViolationError, validate_document
 from components.registry import JOBS, UnknownPipelineError
-from components.schema_validation import SchemaViolationError, validate_document
 from workflows import render
 from workflows.registry import TEMPLATES, template_arguments
 from workflows.render import SCHEMA_FILE, render_all, render_template, render_text, to_yaml
@@ -162,7 +162,9 @@ def test_gpu_placement_on_the_embedding_step_only(default_settings: Any) -> None
 def test_placement_follows_the_inventory(clean_env: None, tmp_path: Path) -> None:
     from components.settings import Settings
 
-    shipped = Path(__file__).resolve().parents[2] / "components" / "data" / "cluster.yaml"
+    shipped = (
+        Path(__file__).resolve().parents[2] / "components" / "cluster" / "data" / "cluster.yaml"
+    )
     inventory = yaml.safe_load(shipped.read_text())
     inventory["default_nodes"]["sentence-transformers"] = "elminster"
     path = tmp_path / "cluster.yaml"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.schema_validation import (
+from components.orchestration.schema_validation import (
     SchemaViolationError,
     assert_valid,
     strict_schema,

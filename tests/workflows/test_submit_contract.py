@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from components.registry import ParameterError, UnknownPipelineError
-from tests.contract.fake_argo import FakeArgo
-from tests.contract.openapi_server import OpenAPIContractServer
+from testing.contract.fake_argo import FakeArgo
+from testing.contract.openapi_server import OpenAPIContractServer
 from workflows.submit import SubmitError, submit_workflow, wait_for_workflow, workflow_status
 
 NAME = "document-ingestion"

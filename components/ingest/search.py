@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from components.embedders import Embedder, make_embedder
-from components.milvus_store import ChunkStore, SchemaMismatchError, SearchHit
+from components.ingest.embedders import Embedder, make_embedder
 from components.settings import Settings, get_settings
+from components.storage.milvus import ChunkStore, SchemaMismatchError, SearchHit
 
 
 def search(

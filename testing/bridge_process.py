@@ -1,4 +1,4 @@
-"""``python -m tests.bridge.bridge_process``: a bridge process on the recording engine, for tests
+"""``python -m testing.bridge_process``: a bridge process on the recording engine, for tests
 and benches that kill it (SIGKILL) and start it again."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 from bridge.engines import EngineSet
 from bridge.main import serve
 from components.settings import Settings
-from tests.bridge.recording_engine import RecordingEngine
+from testing.recording_engine import RecordingEngine
 
 
 def main() -> None:

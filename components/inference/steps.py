@@ -11,20 +11,20 @@ shard count resumes from them (every id already written is skipped).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from components.batch_inference import local_input, merge_outputs, run_batch
-from components.batch_io import read_items
-from components.batch_models import BatchJobParams, BatchReport
+from components.cluster.inventory import load_inventory
+from components.cluster.placement import GpuNeed, Placement, place
 from components.ids import Shard
-from components.inventory import load_inventory
-from components.placement import GpuNeed, Placement, place
+from components.inference.batch import local_input, merge_outputs, run_batch
+from components.inference.batch_io import read_items
+from components.inference.models import BatchJobParams, BatchReport
 from components.settings import Settings, get_settings
+from components.storage.objects import is_s3, local_copy, read_text, upload_file, write_text
 
 # What each engine's shard step needs. vLLM: a GPU it supports (khelben in the shipped
 # inventory); transformers: the CPU (the cluster's GPUs serve other models); openai: nothing
@@ -84,7 +84,7 @@ def run_shard(
     model = BatchJobParams.model_validate(params)
     report = run_batch(model.for_shard(shard, shard_uri(model.output, shard)), settings)
     result = report.model_dump()
-    _write_text(shard_report_uri(model.output, shard), json.dumps(result), settings)
+    write_text(shard_report_uri(model.output, shard), json.dumps(result), settings)
     return result
 
 
@@ -102,13 +102,13 @@ def merge_shards(
     model = BatchJobParams.model_validate(params)
     if shard_reports is None:
         shard_reports = [
-            json.loads(_read_text(shard_report_uri(model.output, shard), settings))
+            json.loads(read_text(shard_report_uri(model.output, shard), settings))
             for shard in shards
         ]
     report = BatchReport.merge([BatchReport.model_validate(r) for r in shard_reports])
     with tempfile.TemporaryDirectory(prefix="llmw-merge-") as tmp:
         parts = [
-            _local_copy(shard_uri(model.output, shard), Path(tmp) / f"part-{i}.jsonl", settings)
+            local_copy(shard_uri(model.output, shard), Path(tmp) / f"part-{i}.jsonl", settings)
             for i, shard in enumerate(shards)
         ]
         _merge_into(parts, model.output, Path(tmp), settings)
@@ -149,65 +149,12 @@ def report_markdown(report: dict[str, Any], params: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --- local paths or s3:// ---------------------------------------------------------------------
-
-
-def _write_text(uri: str, text: str, settings: Settings) -> None:
-    if uri.startswith("s3://"):
-        from components.s3 import minio_client
-        from components.sources import parse_s3_uri
-
-        bucket, key = parse_s3_uri(uri)
-        data = text.encode("utf-8")
-        minio_client(settings).put_object(
-            bucket, key, io.BytesIO(data), len(data), content_type="application/json"
-        )
-        return
-    path = Path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-def _read_text(uri: str, settings: Settings) -> str:
-    if uri.startswith("s3://"):
-        from components.s3 import minio_client
-        from components.sources import parse_s3_uri
-
-        bucket, key = parse_s3_uri(uri)
-        response = minio_client(settings).get_object(bucket, key)
-        try:
-            return bytes(response.read()).decode("utf-8")
-        finally:
-            response.close()
-            response.release_conn()
-    return Path(uri).read_text(encoding="utf-8")
-
-
-def _local_copy(uri: str, target: Path, settings: Settings) -> Path:
-    """A shard's output as a local file: the path itself, or the S3 object downloaded."""
-    if not uri.startswith("s3://"):
-        path = Path(uri)
-        if not path.is_file():
-            raise FileNotFoundError(f"shard output {uri} does not exist")
-        return path
-    from components.s3 import minio_client
-    from components.sources import parse_s3_uri
-
-    bucket, key = parse_s3_uri(uri)
-    minio_client(settings).fget_object(bucket, key, str(target))
-    return target
-
-
 def _merge_into(parts: list[Path], output: str, work_dir: Path, settings: Settings) -> None:
     """Merge ``parts`` into ``output``, replacing it whole (never a half-merged file)."""
-    if output.startswith("s3://"):
-        from components.s3 import minio_client
-        from components.sources import parse_s3_uri
-
+    if is_s3(output):
         merged = work_dir / "merged.jsonl"
         merge_outputs(parts, merged)
-        bucket, key = parse_s3_uri(output)
-        minio_client(settings).fput_object(bucket, key, str(merged))
+        upload_file(merged, output, settings)
         return
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)

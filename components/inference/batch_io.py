@@ -20,7 +20,13 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from components.batch_models import SUPPORTED_URLS, BatchOptions, BatchResult, BatchRow, RowError
+from components.inference.models import (
+    SUPPORTED_URLS,
+    BatchOptions,
+    BatchResult,
+    BatchRow,
+    RowError,
+)
 
 
 class InputRefusedError(ValueError):

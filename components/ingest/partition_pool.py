@@ -14,7 +14,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from components.partition import Chunk, ChunkingConfig, DocumentError, partition_document
+from components.ingest.partition import Chunk, ChunkingConfig, DocumentError, partition_document
 
 
 def _init_worker() -> None:

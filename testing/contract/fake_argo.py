@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from tests.contract.openapi_server import ContractRequest
+from testing.contract.openapi_server import ContractRequest
 
 NAME = "document-ingestion"
 

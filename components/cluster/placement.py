@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from components.inventory import (
+from components.cluster.inventory import (
     VENDOR_NAMES,
     ClusterInventory,
     ImageStack,

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from tests.contract.openapi_server import ContractRequest
+from testing.contract.openapi_server import ContractRequest
 
 
 class FakeKFP:

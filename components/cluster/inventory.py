@@ -1,8 +1,9 @@
 """The cluster's GPU inventory: a YAML data file (the shipped default, or the user's), validated.
 
-The shipped file is ``components/data/cluster.yaml``; ``LLMW_CLUSTER_INVENTORY`` (the settings
-field ``cluster_inventory``) names a replacement. Every model forbids unknown fields, and a bad
-file raises ``InventoryError`` naming the file and the field (nodes by name, not by index).
+The shipped file is ``components/cluster/data/cluster.yaml``; ``LLMW_CLUSTER_INVENTORY`` (the
+settings field ``cluster_inventory``) names a replacement. Every model forbids unknown fields,
+and a bad file raises ``InventoryError`` naming the file and the field (nodes by name, not by
+index).
 """
 
 from __future__ import annotations
@@ -145,8 +146,8 @@ class InventoryError(ValueError):
 
 
 def default_inventory_path() -> Path:
-    """The shipped inventory, ``components/data/cluster.yaml``."""
-    return Path(str(files("components").joinpath("data/cluster.yaml")))
+    """The shipped inventory, ``components/cluster/data/cluster.yaml``."""
+    return Path(str(files("components.cluster").joinpath("data/cluster.yaml")))
 
 
 def load_inventory(path: Path | None = None) -> ClusterInventory:

@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from components.embedders import Embedder, EmbeddingError, make_embedder
 from components.ids import Shard, chunk_key, doc_id_for, pipeline_fingerprint, sha256_hex
-from components.ingest_models import DocumentIssue, IngestParams, IngestReport
-from components.milvus_store import ChunkStore, DocumentState, pack_keys, unpack_keys
-from components.partition import Chunk, ChunkingConfig, DocumentError
-from components.partition_pool import PartitionPool
+from components.ingest.embedders import Embedder, EmbeddingError, make_embedder
+from components.ingest.models import DocumentIssue, IngestParams, IngestReport
+from components.ingest.partition import Chunk, ChunkingConfig, DocumentError
+from components.ingest.partition_pool import PartitionPool
+from components.ingest.sources import DocumentRef, DocumentSource, open_source
 from components.settings import Settings, get_settings
-from components.sources import DocumentRef, DocumentSource, open_source
+from components.storage.milvus import ChunkStore, DocumentState, pack_keys, unpack_keys
 
 # Called once per listed document with its outcome: new, changed, unchanged, failed, skipped.
 ProgressCallback = Callable[[str, DocumentRef], None]

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from components.batch_io import InputItem, ResultWriter, error_result, read_items
-from components.batch_models import BatchParams, BatchReport, BatchResult, BatchRow
 from components.ids import Shard
-from components.inference_engines import InferenceEngine
+from components.inference.batch_io import InputItem, ResultWriter, error_result, read_items
+from components.inference.engines.base import InferenceEngine
+from components.inference.models import BatchParams, BatchReport, BatchResult, BatchRow
 from components.settings import Settings, get_settings
 
 ProgressCallback = Callable[[BatchReport], None]
@@ -31,15 +31,15 @@ WRITE_EVERY_S = 1.0
 
 def make_engine(params: BatchParams, settings: Settings) -> InferenceEngine:
     if params.engine == "openai":
-        from components.inference_engines import OpenAIEngine
+        from components.inference.engines.openai_engine import OpenAIEngine
 
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         return OpenAIEngine(settings.llm_url, api_key=key, concurrency=params.concurrency)
     if params.engine == "vllm":
-        from components.inference_engines import VLLMEngine
+        from components.inference.engines.vllm_engine import VLLMEngine
 
         return VLLMEngine(params.model)
-    from components.inference_engines import TransformersEngine
+    from components.inference.engines.transformers_engine import TransformersEngine
 
     return TransformersEngine(params.model, batch_size=params.batch_size)
 
@@ -53,8 +53,7 @@ def local_input(uri: str, settings: Settings) -> Iterator[Path]:
             raise FileNotFoundError(f"input {uri} does not exist")
         yield path
         return
-    from components.s3 import minio_client
-    from components.sources import parse_s3_uri
+    from components.storage.s3 import minio_client, parse_s3_uri
 
     bucket, key = parse_s3_uri(uri)
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,8 +71,7 @@ class _Output:
         if uri.startswith("s3://"):
             from minio.error import S3Error
 
-            from components.s3 import minio_client
-            from components.sources import parse_s3_uri
+            from components.storage.s3 import minio_client, parse_s3_uri
 
             self.client = minio_client(settings)
             self.bucket, self.key = parse_s3_uri(uri)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
 
+from components.storage.s3 import parse_s3_uri
+
 if TYPE_CHECKING:
     from components.settings import Settings
 
@@ -160,16 +162,6 @@ class S3Source:
             response.release_conn()
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` -> (bucket, prefix)."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise ValueError(f"s3 URI has no bucket: {uri!r}")
-    return bucket, prefix
-
-
 def open_source(
     source: str, settings: Settings, source_filter: SourceFilter | None = None
 ) -> DocumentSource:
@@ -180,7 +172,7 @@ def open_source(
         max_file_size_bytes=settings.max_file_size_bytes,
     )
     if source.startswith("s3://"):
-        from components.s3 import minio_client
+        from components.storage.s3 import minio_client
 
         bucket, prefix = parse_s3_uri(source)
         return S3Source(bucket, prefix, minio_client(settings), source_filter)

@@ -10,6 +10,16 @@ if TYPE_CHECKING:
     from components.settings import Settings
 
 
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (bucket, prefix)."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, prefix
+
+
 def minio_client(settings: Settings) -> Minio:
     """A minio client for ``settings.s3_endpoint`` (host:port, or a URL whose scheme sets TLS)."""
     from minio import Minio

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from components.runs import RunStatus, SubmitError, SubmittedRun
+from components.orchestration.runs import RunStatus, SubmitError, SubmittedRun
 
 
 class RecordingEngine:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from components.ingest import Shard, ingest, prune_source
-from components.ingest_models import IngestParams, IngestReport
+from components.ingest.models import IngestParams, IngestReport
+from components.ingest.run import Shard, ingest, prune_source
+from components.ingest.sources import open_source
 from components.settings import Settings, get_settings
-from components.sources import open_source
 
 DOCS_PER_SHARD = 200
 MAX_SHARDS = 16
@@ -48,7 +48,7 @@ def finish_ingestion(
     model = IngestParams.model_validate(params)
     report = IngestReport.merge([IngestReport.model_validate(r) for r in shard_reports])
     if model.prune:
-        from components.ingest import PruneRefusedError
+        from components.ingest.run import PruneRefusedError
 
         try:
             report.documents.deleted = prune_source(model, settings or get_settings())

@@ -1,0 +1,1 @@
+"""Batch inference: input rows, engines (vLLM, OpenAI-compatible, transformers), the job's steps."""

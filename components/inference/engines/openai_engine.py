@@ -1,0 +1,87 @@
+"""Batch rows through an OpenAI-compatible server (the cluster's vLLM or any other)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from components.inference.engines.base import Emit, error_result, ok_result
+from components.inference.models import BatchResult, BatchRow
+
+
+class OpenAIEngine:
+    """An OpenAI-compatible server: bounded concurrency, retries with backoff on 429, 5xx and
+    timeouts; other 4xx answers (a prompt too long, a bad body) are that row's error."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout_s: float = 120.0,
+        max_retries: int = 5,
+        backoff_s: float = 0.5,
+    ) -> None:
+        self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        self.api_key = api_key
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+
+    def process(self, rows: Iterable[BatchRow], emit: Emit) -> None:
+        asyncio.run(self._process(rows, emit))
+
+    async def _process(self, rows: Iterable[BatchRow], emit: Emit) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        limits = httpx.Limits(max_connections=self.concurrency)
+        queue: asyncio.Queue[BatchRow | None] = asyncio.Queue(maxsize=self.concurrency * 2)
+        async with httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=self.timeout_s, limits=limits
+        ) as client:
+
+            async def worker() -> None:
+                while (row := await queue.get()) is not None:
+                    emit(await self._one(client, row))
+
+            workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+            for row in rows:
+                await queue.put(row)
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+
+    async def _one(self, client: Any, row: BatchRow) -> BatchResult:
+        import httpx
+
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await client.post(row.url, json=row.body)
+            except httpx.TimeoutException as exc:
+                last = f"timeout: {exc!r}"
+            except httpx.TransportError as exc:
+                last = f"connection error: {exc!r}"
+            else:
+                if response.status_code == 200:
+                    return ok_result(row, response.json())
+                last = f"HTTP {response.status_code}: {response.text[:300]}"
+                if response.status_code != 429 and response.status_code < 500:
+                    return error_result(row, "request_failed", last, response.status_code)
+                retry_after = _retry_after(response.headers.get("retry-after"))
+                if retry_after is not None and attempt < self.max_retries:
+                    await asyncio.sleep(retry_after)
+                    continue
+            if attempt < self.max_retries:
+                await asyncio.sleep(min(30.0, self.backoff_s * 2**attempt))
+        return error_result(row, "retries_exhausted", f"after {self.max_retries + 1} tries: {last}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(60.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,1 @@
+"""Ingestion into Milvus for RAG: sources, partitioning, embedding, upserts, search, the steps."""

@@ -1,0 +1,1 @@
+"""What the engine rooms and the bridge share: run shapes, rendered files, strict schema checks."""
