@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmw.progress import StatusLine, fail
 
 if TYPE_CHECKING:
-    from components.inference.models import BatchReport
+    from components.inference.models import BatchParams, BatchReport
 
 EXIT_ROW_ERRORS = 3
 
@@ -38,27 +38,20 @@ def infer(
 
     Exit codes: 0 done; 3 some rows got errors (every other row is in the output); 2 bad input.
     """
-    from pydantic import ValidationError
-
     from components.inference.batch import run_batch
     from components.inference.batch_io import InputRefusedError
-    from components.inference.models import BatchParams
 
-    try:
-        params = BatchParams(
-            input=input,
-            output=output,
-            model=model,
-            engine=engine,
-            template=template,
-            id_column=id_column,
-            shard=shard,
-            concurrency=concurrency,
-            max_tokens=max_tokens,
-        )
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise fail(problems) from None
+    params = _batch_params(
+        input=input,
+        output=output,
+        model=model,
+        engine=engine,
+        template=template,
+        id_column=id_column,
+        shard=shard,
+        concurrency=concurrency,
+        max_tokens=max_tokens,
+    )
     try:
         with StatusLine(enabled=sys.stderr.isatty() and not as_json) as line:
             report = run_batch(params, progress=lambda r: line.show(_describe(r)))
@@ -78,6 +71,19 @@ def infer(
         _print(report)
     if report.errors:
         raise typer.Exit(EXIT_ROW_ERRORS)
+
+
+def _batch_params(**values: Any) -> BatchParams:
+    """The command's options as the job's model, or exit 2 naming each problem."""
+    from pydantic import ValidationError
+
+    from components.inference.models import BatchParams
+
+    try:
+        return BatchParams(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise fail(problems) from None
 
 
 def _describe(report: BatchReport) -> str:

@@ -60,9 +60,11 @@ class OpenAIServer:
     contract_violations: list[str] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    hold_until_in_flight: int = 0  # see hold()
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._gate = threading.Event()
         self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -79,6 +81,13 @@ class OpenAIServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+    def hold(self, in_flight: int) -> None:
+        """From now on, hold requests until ``in_flight`` are in flight at once (or 5 s pass):
+        proves a client's concurrency without timing."""
+        with self._lock:
+            self.hold_until_in_flight = in_flight
+            self._gate.clear()
 
     def _violation(self, message: str) -> tuple[int, dict[str, Any]]:
         self.contract_violations.append(message)
@@ -130,33 +139,9 @@ class OpenAIServer:
 
     def _generate(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         chat = path == "/v1/chat/completions"
-        unknown = set(body) - (CHAT_FIELDS if chat else COMPLETION_FIELDS)
-        if unknown:
-            return self._violation(f"unknown fields {sorted(unknown)}")
-        if chat:
-            messages = body.get("messages")
-            if (
-                not isinstance(messages, list)
-                or not messages
-                or not all(
-                    isinstance(m, dict)
-                    and m.get("role") in ROLES
-                    and isinstance(m.get("content"), str)
-                    for m in messages
-                )
-            ):
-                return self._violation("'messages' must be a list of {role, content}")
-            prompt = "".join(m["content"] for m in messages)
-        else:
-            prompt = body.get("prompt")
-            if not isinstance(prompt, str):
-                return self._violation("'prompt' must be a string")
-        max_tokens = body.get("max_tokens", 16)
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            return self._violation("'max_tokens' must be a positive integer")
-        temperature = body.get("temperature", 1)
-        if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
-            return self._violation("'temperature' must be between 0 and 2")
+        prompt, problem = _prompt_of(body, chat)
+        if problem is not None:
+            return self._violation(problem)
         with self._lock:
             self.requests.append(body)
             status = self.failures.pop(0) if self.failures else 200
@@ -206,7 +191,11 @@ class OpenAIServer:
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    if server.in_flight >= server.hold_until_in_flight:
+                        server._gate.set()
                 try:
+                    if server.hold_until_in_flight and not server._gate.wait(5.0):
+                        server._gate.set()  # never reached: let the rest through, the test fails
                     if server.delay_s:
                         time.sleep(server.delay_s)
                     status, payload = server.answer(self.path, self.headers, raw)
@@ -229,6 +218,36 @@ class OpenAIServer:
 
 
 EmbeddingsServer = OpenAIServer
+
+
+def _prompt_of(body: dict[str, Any], chat: bool) -> tuple[str, str | None]:
+    """The prompt of a (chat) completion body, or a contract violation naming the problem."""
+    unknown = set(body) - (CHAT_FIELDS if chat else COMPLETION_FIELDS)
+    if unknown:
+        return "", f"unknown fields {sorted(unknown)}"
+    if chat:
+        messages = body.get("messages")
+        if (
+            not isinstance(messages, list)
+            or not messages
+            or not all(
+                isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)
+                for m in messages
+            )
+        ):
+            return "", "'messages' must be a list of {role, content}"
+        prompt = "".join(m["content"] for m in messages)
+    else:
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            return "", "'prompt' must be a string"
+    max_tokens = body.get("max_tokens", 16)
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        return "", "'max_tokens' must be a positive integer"
+    temperature = body.get("temperature", 1)
+    if not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+        return "", "'temperature' must be between 0 and 2"
+    return prompt, None
 
 
 def main() -> None:

@@ -89,6 +89,63 @@ class _Output:
             self.client.fput_object(self.bucket, self.key, str(self.path))
 
 
+class _ResultSink:
+    """Collects a shard's results: counts them, writes them in batches, checkpoints to S3."""
+
+    def __init__(
+        self, output: _Output, report: BatchReport, progress: ProgressCallback | None
+    ) -> None:
+        self.output = output
+        self.writer = ResultWriter(output.path)
+        self.report = report
+        self.progress = progress
+        self.pending: list[BatchResult] = []
+        self.started = time.perf_counter()
+        self.last_write = time.monotonic()
+        self.last_checkpoint = (time.monotonic(), 0)
+
+    def emit(self, result: BatchResult) -> None:
+        report = self.report
+        report.rows += 1
+        if result.error is not None:
+            report.errors += 1
+        usage = (result.response.body.get("usage") if result.response else None) or {}
+        report.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        report.completion_tokens += int(usage.get("completion_tokens") or 0)
+        self.pending.append(result)
+        if len(self.pending) >= WRITE_EVERY or time.monotonic() - self.last_write >= WRITE_EVERY_S:
+            self.flush()
+        if self.progress:
+            report.seconds = time.perf_counter() - self.started
+            self.progress(report)
+
+    def flush(self) -> None:
+        self.writer.write(self.pending)
+        self.pending.clear()
+        now = self.last_write = time.monotonic()
+        at, rows = self.last_checkpoint
+        if self.report.rows - rows >= CHECKPOINT_ROWS or now - at >= CHECKPOINT_S:
+            self.output.checkpoint()
+            self.last_checkpoint = (now, self.report.rows)
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+        self.output.checkpoint()
+
+    def owned(self, items: Iterator[InputItem], shard: Shard) -> Iterator[BatchRow]:
+        """The rows this shard owns that aren't written yet; unreadable rows become errors."""
+        for item in items:
+            if not shard.owns(item.custom_id or f"line:{item.line}"):
+                continue
+            if item.key in self.writer.done:
+                self.report.skipped += 1
+            elif item.row is None:
+                self.emit(error_result(item))
+            else:
+                yield item.row
+
+
 def run_batch(
     params: BatchParams,
     settings: Settings | None = None,
@@ -102,63 +159,18 @@ def run_batch(
     report = BatchReport()
     started = time.perf_counter()
     with local_input(params.input, settings) as input_path, tempfile.TemporaryDirectory() as tmp:
-        output = _Output(params.output, settings, Path(tmp))
-        writer = ResultWriter(output.path)
+        sink = _ResultSink(_Output(params.output, settings, Path(tmp)), report, progress)
         items = read_items(input_path, params)
         first = next(items, None)  # structural refusals surface here, before any engine loads
-        pending: list[BatchResult] = []
-        last_checkpoint = [time.monotonic(), 0]
-        last_write = [time.monotonic()]
-
-        def flush() -> None:
-            writer.write(pending)
-            pending.clear()
-            last_write[0] = time.monotonic()
-            now = time.monotonic()
-            if (report.rows - last_checkpoint[1] >= CHECKPOINT_ROWS) or (
-                now - last_checkpoint[0] >= CHECKPOINT_S
-            ):
-                output.checkpoint()
-                last_checkpoint[:] = [now, report.rows]
-
-        def emit(result: BatchResult) -> None:
-            report.rows += 1
-            if result.error is not None:
-                report.errors += 1
-            usage = (result.response.body.get("usage") if result.response else None) or {}
-            report.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            report.completion_tokens += int(usage.get("completion_tokens") or 0)
-            pending.append(result)
-            if len(pending) >= WRITE_EVERY or time.monotonic() - last_write[0] >= WRITE_EVERY_S:
-                flush()
-            if progress:
-                report.seconds = time.perf_counter() - started
-                progress(report)
-
-        def owned(all_items: Iterator[InputItem]) -> Iterator[BatchRow]:
-            for item in all_items:
-                key = item.custom_id or f"line:{item.line}"
-                if not shard.owns(key):
-                    continue
-                if item.key in writer.done:
-                    report.skipped += 1
-                    continue
-                if item.row is None:
-                    emit(error_result(item))
-                    continue
-                yield item.row
-
         try:
             if first is not None:
-                rows = owned(_chain(first, items))
+                rows = sink.owned(_chain(first, items), shard)
                 first_row = next(rows, None)
                 if first_row is not None:
                     engine = engine or make_engine(params, settings)
-                    engine.process(_chain(first_row, rows), emit)
+                    engine.process(_chain(first_row, rows), sink.emit)
         finally:
-            flush()
-            writer.close()
-            output.checkpoint()
+            sink.close()
     report.seconds = time.perf_counter() - started
     return report
 

@@ -37,8 +37,11 @@ def test_batches_are_ordered_by_index_and_normalized() -> None:
 
 
 def test_concurrency_is_bounded() -> None:
+    # Requests are held until three are in flight at once: a client that never sends three
+    # together fails (max 1 or 2), one that sends more than three fails too.
     with EmbeddingsServer(delay_s=0.05) as server:
         embedder = OpenAIEmbedder(server.url, "m", batch_size=2, concurrency=3)
+        server.hold(3)  # after the dimension probe, which is sent alone
         embedder.embed([f"t{i}" for i in range(20)])
     assert server.max_in_flight == 3
 

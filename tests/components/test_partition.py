@@ -109,7 +109,7 @@ def _mixed_documents(folder: Path) -> list[Path]:
 def test_fast_classification_keeps_every_chunk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from components import partition
+    from components.ingest import partition
 
     paths = sorted(EXAMPLES.iterdir()) + _mixed_documents(tmp_path)
     assert {p.suffix for p in paths} >= {".md", ".html", ".txt", ".pdf", ".docx"}

@@ -60,62 +60,65 @@ class VLLMEngine:
 
     def _run(self, url: str, rows: list[BatchRow], emit: Emit) -> None:
         if url == "/v1/embeddings":
-            texts = [r.body.get("input") or "" for r in rows]
-            outputs = self.llm.embed([t if isinstance(t, str) else " ".join(t) for t in texts])
-            for row, out in zip(rows, outputs, strict=True):
-                vector = list(out.outputs.embedding)
-                data = [{"object": "embedding", "index": 0, "embedding": vector}]
-                emit(ok_result(row, {"object": "list", "data": data, "model": self.model_name}))
+            self._embed(rows, emit)
             return
-        fitting = []
-        for row in rows:
-            prompt = row.body.get("prompt") if url == "/v1/completions" else None
-            messages = row.body.get("messages") if url != "/v1/completions" else None
-            text = (
-                prompt
-                if isinstance(prompt, str)
-                else self.tokenizer.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=True
-                )
-                if isinstance(messages, list)
-                else None
-            )
-            if text is None:
-                emit(error_result(row, "invalid_request", "body has no prompt or messages", 400))
-                continue
-            length = len(self.tokenizer(text)["input_ids"])
-            if length + int(row.body.get("max_tokens") or 16) > self.max_length:
-                message = f"prompt of {length} tokens exceeds the {self.max_length}-token context"
-                emit(error_result(row, "context_length_exceeded", message, 400))
-                continue
-            fitting.append((row, text))
+        texts = [(row, self._fitting_text(url, row, emit)) for row in rows]
+        fitting = [(row, text) for row, text in texts if text is not None]
         if not fitting:
             return
         outputs = self.llm.generate(
             [t for _, t in fitting], [self._sampling(r) for r, _ in fitting]
         )
         for (row, _), out in zip(fitting, outputs, strict=True):
-            completion = out.outputs[0]
-            chat = url == "/v1/chat/completions"
-            choice: dict[str, Any] = {"index": 0, "finish_reason": completion.finish_reason}
-            if chat:
-                choice["message"] = {"role": "assistant", "content": completion.text}
-            else:
-                choice["text"] = completion.text
-            prompt_tokens = len(out.prompt_token_ids or [])
-            completion_tokens = len(completion.token_ids)
-            emit(
-                ok_result(
-                    row,
-                    {
-                        "object": "chat.completion" if chat else "text_completion",
-                        "model": self.model_name,
-                        "choices": [choice],
-                        "usage": {
-                            "prompt_tokens": prompt_tokens,
-                            "completion_tokens": completion_tokens,
-                            "total_tokens": prompt_tokens + completion_tokens,
-                        },
-                    },
-                )
+            emit(ok_result(row, self._completion_body(url, out)))
+
+    def _embed(self, rows: list[BatchRow], emit: Emit) -> None:
+        texts = [r.body.get("input") or "" for r in rows]
+        outputs = self.llm.embed([t if isinstance(t, str) else " ".join(t) for t in texts])
+        for row, out in zip(rows, outputs, strict=True):
+            vector = list(out.outputs.embedding)
+            data = [{"object": "embedding", "index": 0, "embedding": vector}]
+            emit(ok_result(row, {"object": "list", "data": data, "model": self.model_name}))
+
+    def _fitting_text(self, url: str, row: BatchRow, emit: Emit) -> str | None:
+        """The row's prompt text, or None after emitting why it can't run (none, too long)."""
+        prompt = row.body.get("prompt") if url == "/v1/completions" else None
+        messages = row.body.get("messages") if url != "/v1/completions" else None
+        text: str | None = None
+        if isinstance(prompt, str):
+            text = prompt
+        elif isinstance(messages, list):
+            text = self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
             )
+        if text is None:
+            emit(error_result(row, "invalid_request", "body has no prompt or messages", 400))
+            return None
+        length = len(self.tokenizer(text)["input_ids"])
+        if length + int(row.body.get("max_tokens") or 16) > self.max_length:
+            message = f"prompt of {length} tokens exceeds the {self.max_length}-token context"
+            emit(error_result(row, "context_length_exceeded", message, 400))
+            return None
+        return text
+
+    def _completion_body(self, url: str, out: Any) -> dict[str, Any]:
+        """One vLLM RequestOutput as an OpenAI (chat) completion body."""
+        completion = out.outputs[0]
+        chat = url == "/v1/chat/completions"
+        choice: dict[str, Any] = {"index": 0, "finish_reason": completion.finish_reason}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": completion.text}
+        else:
+            choice["text"] = completion.text
+        prompt_tokens = len(out.prompt_token_ids or [])
+        completion_tokens = len(completion.token_ids)
+        return {
+            "object": "chat.completion" if chat else "text_completion",
+            "model": self.model_name,
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
