@@ -1,0 +1,1 @@
+"""pytest, mirroring the rooms; real services are started by fixtures (see ``testing``)."""
