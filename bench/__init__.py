@@ -1,1 +1,1 @@
-"""Benchmarks, one command each (``python -m bench.<name>``), printing ratios measured in one run."""
+"""Benchmarks, one command each (``python -m bench.<name>``), ratios measured in one run."""

@@ -1,1 +1,1 @@
-"""The NATS JetStream bridge: AI_PIPELINE requests become runs on an engine; status events go back."""
+"""The NATS JetStream bridge: AI_PIPELINE requests become runs; status events go back."""
