@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,11 @@ class _ConfigFileLocator(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LLMW_", extra="ignore")
     config_file: Path | None = None
+
+
+def packaged_schemas_dir() -> Path:
+    """The pinned schemas shipped inside the package (``components/orchestration/schemas``)."""
+    return Path(str(files("components.orchestration").joinpath("schemas")))
 
 
 class Settings(BaseSettings):
@@ -135,8 +141,9 @@ class Settings(BaseSettings):
     bridge_nats_secret: str = "llmw-nats-credentials"
     bridge_engine_secret: str = "llmw-engine-credentials"  # LLMW_KFP_TOKEN, LLMW_ARGO_TOKEN
 
-    # Where the pinned upstream schemas live (validation of what `llmw compile` renders).
-    schemas_dir: Path = Path("../shared/schemas")
+    # The pinned upstream schemas (validation of what `llmw compile` renders): shipped with the
+    # package; LLMW_SCHEMAS_DIR points elsewhere (a newer pin, under test).
+    schemas_dir: Path = Field(default_factory=lambda: packaged_schemas_dir())
 
     @field_validator("chunk_overlap")
     @classmethod

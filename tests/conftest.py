@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from components.offline import configure_offline
+from components.settings import packaged_schemas_dir
 
 configure_offline()
 # Checks both engines' local-run tests share assert in these helper modules: pytest explains
@@ -121,15 +122,10 @@ def golden(request: pytest.FixtureRequest) -> Any:
     return check
 
 
-SCHEMAS_DIR = REPO.parent / "shared" / "schemas"
-
-
 @pytest.fixture(scope="session")
 def schemas_dir() -> Path:
-    """The pinned upstream schemas; tests needing them skip, saying why, where they're absent."""
-    if not SCHEMAS_DIR.is_dir():
-        pytest.skip(f"pinned schemas not found at {SCHEMAS_DIR} (a clone outside this setup)")
-    return SCHEMAS_DIR
+    """The pinned upstream schemas, as shipped in the package."""
+    return packaged_schemas_dir()
 
 
 @pytest.fixture(scope="session")

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from components.settings import packaged_schemas_dir
 from testing.contract.openapi_server import ContractRequest, OpenAPIContractServer, load_spec
 
-SCHEMAS = Path(__file__).resolve().parents[2].parent / "shared" / "schemas"
+SCHEMAS = packaged_schemas_dir()
 KFP = SCHEMAS / "kfp-api-v2beta1.swagger.json"
 ARGO = SCHEMAS / "argo-workflows-v4.0.5.swagger.json"
-
-pytestmark = pytest.mark.skipif(
-    not SCHEMAS.is_dir(), reason=f"pinned API schemas not found at {SCHEMAS}"
-)
 
 RUN: dict[str, Any] = {
     "display_name": "ingest-docs",

@@ -7,9 +7,11 @@ from pathlib import Path
 from tests.llmw.test_ingest_cli import llmw
 
 
-def test_compile_writes_every_pipeline_identically(tmp_path: Path, schemas_dir: Path) -> None:
-    env = {"LLMW_SCHEMAS_DIR": str(schemas_dir)}
-    first = llmw("compile", "--out", str(tmp_path / "a"), env=env)
+def test_compile_writes_every_pipeline_identically_from_any_folder(tmp_path: Path) -> None:
+    # The pinned schemas ship in the package: no LLMW_SCHEMAS_DIR, and a folder of its own.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    first = llmw("compile", "--out", str(tmp_path / "a"), cwd=elsewhere)
     assert first.returncode == 0, first.stderr
     names = sorted(p.name for p in (tmp_path / "a").iterdir() if p.is_file())
     assert names == [
@@ -19,7 +21,7 @@ def test_compile_writes_every_pipeline_identically(tmp_path: Path, schemas_dir: 
         "document-ingestion.kfp.yaml",
     ]
     names.append("bridge/bridge.k8s.yaml")  # the NATS bridge's manifests
-    second = llmw("compile", "--out", str(tmp_path / "b"), env=env)
+    second = llmw("compile", "--out", str(tmp_path / "b"))
     assert second.returncode == 0
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

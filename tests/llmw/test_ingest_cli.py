@@ -16,10 +16,12 @@ from tests.conftest import EXAMPLE_DOCS, REPO
 HEAVY = ("torch", "unstructured", "pymilvus", "sentence_transformers")
 
 
-def llmw(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def llmw(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "llmw.cli", *args],
-        cwd=REPO,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
