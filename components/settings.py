@@ -152,6 +152,9 @@ class Settings(BaseSettings):
         max_chars = data.get("chunk_max_characters")
         if max_chars is not None and value >= max_chars:
             raise ValueError(
+    # Show the traceback of a failure the CLI reports in one line (for bug reports).
+    debug: bool = False
+
                 f"chunk_overlap ({value}) must be smaller than chunk_max_characters ({max_chars})"
             )
         return value

@@ -28,5 +28,12 @@ app.command("trigger")(bridge_commands.trigger_command)
 app.command("bridge")(bridge_commands.bridge_command)
 
 
+def main() -> None:
+    """The ``llmw`` entry point: the app, with every failure one line and an exit code."""
+    from llmw.errors import run_cli
+
+    run_cli(app)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -70,6 +70,8 @@ def compile_command(
     from workflows.render import render_all
 
     settings = get_settings()
+    if out.exists() and not out.is_dir():
+        raise fail(f"--out {out} is a file; give a folder for the compiled YAML")
     out.parent.mkdir(parents=True, exist_ok=True)
     # Everything is written aside first and moved into place only when all of it succeeded.
     with tempfile.TemporaryDirectory(prefix=".llmw-compile-", dir=out.parent) as staging:

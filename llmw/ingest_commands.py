@@ -63,7 +63,7 @@ def ingest(
     try:
         params = IngestParams(
             source=source,
-            collection=collection or settings.collection,
+            collection=settings.collection if collection is None else collection,
             milvus_uri=milvus_uri,
             prune=prune,
         )
@@ -98,6 +98,8 @@ def search(
     from components.ingest.search import search as run_search
     from components.storage.milvus import SchemaMismatchError
 
+    if collection is not None and not collection.strip():
+        raise fail("--collection is empty: name a collection (default: documents)")
     try:
         hits = run_search(
             query, collection=collection, milvus_uri=milvus_uri, top_k=top_k, hybrid=hybrid

@@ -25,7 +25,10 @@ def search(
     settings = settings or get_settings()
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
     store = ChunkStore(
-        milvus_uri or settings.milvus_uri, collection or settings.collection, token=token
+        milvus_uri or settings.milvus_uri,
+        collection or settings.collection,
+        token=token,
+        create=False,  # a search never makes a database
     )
     try:
         store.open_existing()

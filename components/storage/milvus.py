@@ -28,6 +28,50 @@ class SchemaMismatchError(ValueError):
     """An existing collection does not fit the model or the documented schema."""
 
 
+class MilvusUriError(ValueError):
+    """A Milvus URI that can't be used: the message names it and why."""
+
+
+SERVER_SCHEMES = ("http", "https", "tcp", "unix")
+
+
+def check_uri(uri: str, *, create: bool) -> None:
+    """Refuse, naming the problem, a URI Milvus can't open: a scheme it doesn't speak, a Lite
+    file not ending in ``.db``, a folder that isn't one or can't be written; with
+    ``create=False`` also a Lite database that doesn't exist yet."""
+    if "://" in uri:
+        scheme = uri.split("://", 1)[0].lower()
+        if scheme not in SERVER_SCHEMES:
+            raise MilvusUriError(
+                f"Milvus URI {uri!r}: the scheme must be one of {', '.join(SERVER_SCHEMES)}"
+            )
+        return
+    path = Path(uri).expanduser()
+    if path.suffix != ".db":
+        raise MilvusUriError(
+            f"Milvus URI {uri!r}: a Milvus Lite database is a file ending in .db "
+            "(or give a server as http://host:19530)"
+        )
+    _check_writable_folder(path.resolve().parent, uri)
+    if not create and not path.exists():
+        raise MilvusUriError(f"no Milvus Lite database at {uri}; ingest first")
+
+
+def _check_writable_folder(folder: Path, uri: str) -> None:
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+    if not existing.is_dir():
+        raise MilvusUriError(f"Milvus URI {uri!r}: {existing} is not a folder")
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise MilvusUriError(
+            f"Milvus URI {uri!r}: can't write in {existing} ({exc.strerror or exc})"
+        ) from None
+
+
 @dataclass(frozen=True)
 class DocumentState:
     """What the manifest says about one document."""
@@ -75,9 +119,12 @@ def _quote(value: str) -> str:
 class ChunkStore:
     """The chunk collection and its manifest in one Milvus (Lite file or server)."""
 
-    def __init__(self, uri: str, collection: str, token: str | None = None) -> None:
+    def __init__(
+        self, uri: str, collection: str, token: str | None = None, *, create: bool = True
+    ) -> None:
         from pymilvus import MilvusClient
 
+        check_uri(uri, create=create)
         if "://" not in uri:
             Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
         self.uri = uri
@@ -92,12 +139,19 @@ class ChunkStore:
         return bool(self.client.has_collection(self.collection))
 
     def ensure(self, dimension: int) -> None:
-        """Create both collections when missing; refuse ones that don't match; load them."""
-        if self.client.has_collection(self.collection):
+        """Create both collections when missing; refuse ones that don't match; load them.
+
+        Both existing ones are checked before either is created, so a refusal leaves nothing
+        behind."""
+        has_chunks = self.client.has_collection(self.collection)
+        has_manifest = self.client.has_collection(self.manifest)
+        if has_chunks:
             self._check_chunk_schema(dimension)
-        else:
+        if has_manifest:
+            self._check_manifest_schema()
+        if not has_chunks:
             self._create_chunks(dimension)
-        if not self.client.has_collection(self.manifest):
+        if not has_manifest:
             self._create_manifest()
         self.client.load_collection(self.collection)
         self.client.load_collection(self.manifest)
@@ -201,6 +255,16 @@ class ChunkStore:
                 f"was built with, or another --collection."
             )
         self.has_sparse = "sparse" in fields
+
+    def _check_manifest_schema(self) -> None:
+        description = self.client.describe_collection(self.manifest)
+        fields = {f["name"] for f in description["fields"]}
+        missing = sorted(set(_STATE_FIELDS) - fields)
+        if missing:
+            raise SchemaMismatchError(
+                f"collection {self.manifest!r} in {self.uri} is not the manifest of "
+                f"{self.collection!r}: it lacks {', '.join(missing)}. Use another --collection."
+            )
 
     def _create_manifest(self) -> None:
         from pymilvus import DataType
