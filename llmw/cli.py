@@ -5,6 +5,8 @@ Imports stay light here (no torch, unstructured or pymilvus) so ``llmw --help`` 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from llmw import bridge_commands, engine_commands, infer_command, ingest_commands
@@ -16,7 +18,32 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Docstrings are paragraphs (wrapped to the terminal), and "[default: …]" is text, not markup.
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"llmw {version('llm-workflows')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """The options every command shares."""
+
+
 app.command("ingest")(ingest_commands.ingest)
 app.command("search")(ingest_commands.search)
 app.command("infer")(infer_command.infer)

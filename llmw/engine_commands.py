@@ -59,7 +59,8 @@ def compile_command(
     plus the NATS bridge's Kubernetes manifests (bridge/bridge.k8s.yaml).
 
     The output is byte-identical across runs. Argo documents are validated strictly against the
-    pinned schema in LLMW_SCHEMAS_DIR; any violation fails the command and nothing is written.
+    pinned schema (shipped with llmw; LLMW_SCHEMAS_DIR points elsewhere); any violation fails
+    the command and nothing is written.
     """
     import shutil
     import tempfile
