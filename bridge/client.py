@@ -93,11 +93,15 @@ async def trigger(
     wait: bool = False,
     on_status: Callable[[PipelineStatus], Any] | None = None,
     timeout_s: float | None = None,
+    on_published: Callable[[], Any] | None = None,
 ) -> PipelineStatus | None:
-    """Publish ``request``; with ``wait``, pass each status to ``on_status`` and return the last."""
+    """Publish ``request`` (``on_published`` once JetStream has acknowledged it); with ``wait``,
+    pass each status to ``on_status`` and return the last."""
     nc = await connect(settings)
     try:
         await publish_request(nc, request, settings.bridge_stream)
+        if on_published is not None:
+            on_published()
         if not wait:
             return None
         last = None

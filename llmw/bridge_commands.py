@@ -88,10 +88,12 @@ def trigger_command(
             return
         typer.echo(_describe(status))
 
-    if not as_json:
-        typer.echo(f"request {request.request_id} published on ai.pipeline.trigger.{pipeline}")
+    def published() -> None:  # only once JetStream has acknowledged it
+        if not as_json:
+            typer.echo(f"request {request.request_id} published on ai.pipeline.trigger.{pipeline}")
+
     try:
-        last = asyncio.run(trigger(get_settings(), request, wait, show, timeout))
+        last = asyncio.run(trigger(get_settings(), request, wait, show, timeout, published))
     except TriggerError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     if last is None:
