@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from llmw.progress import StatusLine, fail
+from llmw.progress import fail
 
 if TYPE_CHECKING:
     from components.inference.models import BatchParams, BatchReport
 
+EXIT_UNREACHABLE = 1
+EXIT_BAD_INPUT = 2
 EXIT_ROW_ERRORS = 3
+# The engines BatchOptions.engine admits (a test keeps the two the same); a Literal, so that
+# --help lists them and typer refuses any other.
+EngineName = Literal["transformers", "openai", "vllm"]
 
 
 def infer(
@@ -21,7 +26,8 @@ def infer(
     output: Annotated[str, typer.Option("--output", help="Results JSONL; path or s3://.")],
     model: Annotated[str, typer.Option("--model", help="Model path, or the served model name.")],
     engine: Annotated[
-        str, typer.Option("--engine", help="transformers (CPU/GPU), openai (a server) or vllm.")
+        EngineName,
+        typer.Option("--engine", help="transformers (CPU/GPU), openai (LLMW_LLM_URL) or vllm."),
     ] = "transformers",
     template: Annotated[
         str | None, typer.Option("--template", help="Prompt template over dataset columns.")
@@ -32,15 +38,19 @@ def infer(
     shard: Annotated[str, typer.Option("--shard", help="I/N: this shard of N.")] = "0/1",
     concurrency: Annotated[int, typer.Option("--concurrency", help="Requests in flight.")] = 8,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Default max tokens.")] = 64,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an output that is not a results file.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run a dataset of prompts through a model; a rerun skips what the output already holds.
+    """Run a dataset of prompts through a model; a rerun skips what the output already holds
+    and retries the rows whose error can succeed on retry.
 
-    Exit codes: 0 done; 3 some rows got errors (every other row is in the output); 2 bad input.
+    Exit codes: 0 done; 3 some rows have an error in the output (every other row is in it);
+    2 bad input, model or output (nothing written); 1 the engine's server can't be reached.
     """
-    from components.inference.batch import run_batch
-    from components.inference.batch_io import InputRefusedError
-
+    if not output.strip():
+        raise fail("--output is empty: give a file path or an s3:// URI")
     params = _batch_params(
         input=input,
         output=output,
@@ -51,12 +61,9 @@ def infer(
         shard=shard,
         concurrency=concurrency,
         max_tokens=max_tokens,
+        overwrite=overwrite,
     )
-    try:
-        with StatusLine(enabled=sys.stderr.isatty() and not as_json) as line:
-            report = run_batch(params, progress=lambda r: line.show(_describe(r)))
-    except (InputRefusedError, FileNotFoundError, RuntimeError, ValueError) as exc:
-        raise fail(str(exc)) from None
+    report = _run(params, show_progress=sys.stderr.isatty() and not as_json)
     summary = {
         "rows": report.rows,
         "skipped": report.skipped,
@@ -71,6 +78,25 @@ def infer(
         _print(report)
     if report.errors:
         raise typer.Exit(EXIT_ROW_ERRORS)
+
+
+def _run(params: BatchParams, show_progress: bool) -> BatchReport:
+    """run_batch, its failures each one line and an exit code."""
+    from components.inference.batch import run_batch
+    from components.inference.batch_io import EngineUnavailableError
+    from llmw.progress import StatusLine
+
+    try:
+        with StatusLine(enabled=show_progress) as line:
+            return run_batch(params, progress=lambda r: line.show(_describe(r)))
+    except EngineUnavailableError as exc:
+        raise fail(str(exc), EXIT_UNREACHABLE) from None
+    except (FileNotFoundError, RuntimeError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        raise fail(f"{exc.filename}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _batch_params(**values: Any) -> BatchParams:
@@ -103,7 +129,7 @@ def _print(report: BatchReport) -> None:
     for name, value in [
         ("rows done", report.rows),
         ("skipped (already done)", report.skipped),
-        ("errors", report.errors),
+        ("errors in the output", report.errors),
         ("tokens (prompt / completion)", f"{report.prompt_tokens} / {report.completion_tokens}"),
         ("seconds", f"{report.seconds:.1f}"),
         ("rows/s", f"{report.rows_per_second:.2f}"),

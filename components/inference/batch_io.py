@@ -3,7 +3,9 @@
 Input is an OpenAI batch file (JSONL of ``{"custom_id", "method", "url", "body"}``) or a dataset
 (JSONL, CSV or Parquet) plus a prompt template over its columns and the name of its id column.
 A bad line becomes an error row in the output; a structural problem (a missing id column, a
-template naming a column the dataset lacks) is refused before anything runs.
+template naming a column the dataset lacks, a dataset without a template) is refused before
+anything runs. The output file's own rules (what may be appended to, what a rerun retries) live
+in ``components.inference.results_file``.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -31,6 +32,28 @@ from components.inference.models import (
 
 class InputRefusedError(ValueError):
     """The input cannot be run at all; the message names the line or column."""
+
+
+class OutputRefusedError(InputRefusedError):
+    """The output is the input, or holds something other than results: it is left untouched."""
+
+
+class ModelNotFoundError(InputRefusedError):
+    """The model asked for can't be found or loaded; nothing ran."""
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine's service can't be reached; nothing ran."""
+
+
+DATASET_SUFFIXES = (".csv", ".tsv", ".parquet")
+BATCH_KEYS = frozenset({"custom_id", "method", "url", "body"})
+PEEK_LINES = 20
+DATASET_HINT = (
+    "a dataset (CSV, Parquet, or JSONL rows that are not OpenAI batch requests "
+    '{"custom_id", "method", "url", "body"}) needs --template (a prompt over its columns) '
+    "and --id-column"
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,7 @@ def read_items(path: Path, params: BatchOptions) -> Iterator[InputItem]:
 
 def _raw_items(path: Path, params: BatchOptions) -> Iterator[InputItem]:
     if not params.dataset_mode():
+        _refuse_a_dataset(path, params)
         yield from _batch_file_items(path)
         return
     if not params.id_column:
@@ -93,6 +117,37 @@ def _raw_items(path: Path, params: BatchOptions) -> Iterator[InputItem]:
     else:
         raise InputRefusedError(f"unsupported dataset type {suffix!r}: use .jsonl, .csv, .parquet")
     yield from _dataset_items(records, params)
+
+
+def _refuse_a_dataset(path: Path, params: BatchOptions) -> None:
+    """Without a template the input must be an OpenAI batch file: judged by its type, then by
+    its first JSON object within the first lines (a malformed first line stays a row's error)."""
+    if path.suffix.lower() in DATASET_SUFFIXES:
+        raise InputRefusedError(f"{path.name} is a dataset: {DATASET_HINT}")
+    if params.id_column:
+        raise InputRefusedError(
+            f"--id-column {params.id_column!r} without --template: {DATASET_HINT}"
+        )
+    seen = 0
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                if data.keys() & BATCH_KEYS:
+                    return
+                raise InputRefusedError(
+                    f"line {number} is not an OpenAI batch request: {DATASET_HINT}"
+                )
+            seen += 1
+            if seen >= PEEK_LINES:
+                break
+    if seen:
+        raise InputRefusedError(f"the first lines are not JSON objects: {DATASET_HINT}")
 
 
 def _batch_file_items(path: Path) -> Iterator[InputItem]:
@@ -114,9 +169,13 @@ def _parse_batch_line(number: int, text: str) -> InputItem:
         message = f"line {number}: expected a JSON object"
         return InputItem(number, error=RowError(code="malformed_line", message=message))
     custom_id = data.get("custom_id")
-    if not isinstance(custom_id, str) or not custom_id:
+    if custom_id is None or custom_id == "":
         message = f"line {number}: no custom_id"
         return InputItem(number, error=RowError(code="missing_custom_id", message=message))
+    if not isinstance(custom_id, str):
+        kind = type(custom_id).__name__
+        message = f"line {number}: custom_id must be a string, got {custom_id!r} ({kind})"
+        return InputItem(number, error=RowError(code="invalid_custom_id", message=message))
     if data.get("url") not in SUPPORTED_URLS:
         message = (
             f"line {number}: url {data.get('url')!r} is not one of {', '.join(SUPPORTED_URLS)}"
@@ -215,44 +274,3 @@ def _parquet_records(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str
         for record in batch.to_pylist():
             number += 1
             yield number, record, header
-
-
-class ResultWriter:
-    """Appends results as JSONL, durably; knows which ids a previous run already wrote."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.done = self._recover()
-        self._handle: IO[str] = path.open("a", encoding="utf-8")
-
-    def _recover(self) -> set[str]:
-        """Ids already written; a torn last line (a kill mid-write) is cut off."""
-        done: set[str] = set()
-        if not self.path.exists():
-            return done
-        good_bytes = 0
-        with self.path.open("rb") as handle:
-            for raw in handle:
-                try:
-                    done.add(json.loads(raw)["id"])
-                except (ValueError, KeyError, TypeError):
-                    break
-                if not raw.endswith(b"\n"):
-                    break
-                good_bytes += len(raw)
-        if good_bytes != self.path.stat().st_size:
-            with self.path.open("r+b") as handle:
-                handle.truncate(good_bytes)
-        return done
-
-    def write(self, results: list[BatchResult]) -> None:
-        if not results:
-            return
-        self._handle.write("".join(r.model_dump_json(exclude_none=False) + "\n" for r in results))
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self.done.update(r.id for r in results)
-
-    def close(self) -> None:
-        self._handle.close()

@@ -34,6 +34,9 @@ class BatchParams(BatchOptions):
     """One run of the step (``llmw infer``); names match its options."""
 
     shard: str = Field("0/1", pattern=r"^\d+/\d+$")
+    # Batch inference's safety switch (llmw infer --overwrite): replace an output that isn't
+    # this job's results. Not a job parameter: the job never replaces a file it didn't write.
+    overwrite: bool = Field(False, description="replace an output that is not a results file")
 
 
 class BatchJobParams(BatchOptions):

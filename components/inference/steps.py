@@ -20,7 +20,7 @@ from typing import Any
 from components.cluster.inventory import load_inventory
 from components.cluster.placement import GpuNeed, Placement, place
 from components.ids import Shard
-from components.inference.batch import local_input, merge_outputs, run_batch
+from components.inference.batch import check_output, local_input, merge_outputs, run_batch
 from components.inference.batch_io import read_items
 from components.inference.models import BatchJobParams, BatchReport
 from components.settings import Settings, get_settings
@@ -70,6 +70,7 @@ def plan_shards(params: dict[str, Any], settings: Settings | None = None) -> lis
     into ``shards`` shards ``I/N``, never more than it has rows."""
     settings = settings or get_settings()
     model = BatchJobParams.model_validate(params)
+    check_output(model.output, model.input, settings)  # never replace what isn't results
     with local_input(model.input, settings) as path:
         rows = sum(1 for _ in read_items(path, model))
     count = max(1, min(model.shards, rows))
@@ -100,6 +101,7 @@ def merge_shards(
     """
     settings = settings or get_settings()
     model = BatchJobParams.model_validate(params)
+    check_output(model.output, model.input, settings)  # never replace what isn't results
     if shard_reports is None:
         shard_reports = [
             json.loads(read_text(shard_report_uri(model.output, shard), settings))

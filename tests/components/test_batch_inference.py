@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from components.inference.batch import merge_outputs, run_batch
-from components.inference.batch_io import InputRefusedError, ResultWriter
+from components.inference.batch_io import InputRefusedError
 from components.inference.models import BatchParams, BatchResult
+from components.inference.results_file import ResultWriter
 from testing.openai_server import OpenAIServer
 from tests.conftest import REPO
 
@@ -211,7 +212,7 @@ def test_openai_engine_contract_retries_and_concurrency(tmp_path: Path, make_set
     results = read_output(tmp_path / "out.jsonl")
     assert len(results) == 31 and report.rows == 31
     huge = next(r for r in results if r["custom_id"] == "huge")
-    assert huge["error"]["code"] == "request_failed" and "context" in huge["error"]["message"]
+    assert huge["error"]["code"] == "context_length_exceeded"
     assert all(r["response"]["status_code"] == 200 for r in results if r["custom_id"] != "huge")
     assert server.max_in_flight <= 4
     assert not server.contract_violations

@@ -5,44 +5,90 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from components.inference.batch_io import ModelNotFoundError
 from components.inference.engines.base import Emit, batched, error_result, ok_result
 from components.inference.models import BatchRow
 
 
 class TransformersEngine:
     """Local generation with transformers (left padding, greedy or sampled, batched), and
-    ``/v1/embeddings`` rows through sentence-transformers."""
+    ``/v1/embeddings`` rows through sentence-transformers: every row runs ``model`` (a request's
+    ``body.model`` is not consulted), and its answer names it.
+
+    The model is found when the engine is made (ModelNotFoundError otherwise); the causal LM and
+    the embedder load at their first row, so a run of embeddings needs no causal LM.
+    """
 
     def __init__(self, model: str, batch_size: int = 8, device: str | None = None) -> None:
         from components.offline import configure_offline
 
         configure_offline()
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_name = model
+        self.path = _found_model(model)
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model: Any = AutoModelForCausalLM.from_pretrained(model)
-        self.model.to(self.device).eval()  # type: ignore[arg-type]
-        config = self.model.config
-        context = getattr(config, "max_position_embeddings", None) or getattr(
-            config, "n_positions", None
-        )
-        self.max_length = int(context or 2048)
-        self._embedders: dict[str, Any] = {}
+        self._lm: tuple[Any, Any, int] | None = None
+        self._embedder_model: Any = None
+        self._unsupported: dict[str, str] = {}  # what failed to load, and why
+
+    def _generator(self) -> tuple[Any, Any, int]:
+        """(tokenizer, causal LM, context length), loaded on first use."""
+        if self._lm is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(self.path, padding_side="left")
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model: Any = AutoModelForCausalLM.from_pretrained(self.path)
+            model.to(self.device).eval()
+            config = model.config
+            context = getattr(config, "max_position_embeddings", None) or getattr(
+                config, "n_positions", None
+            )
+            self._lm = (tokenizer, model, int(context or 2048))
+        return self._lm
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._generator()[0]
+
+    @property
+    def model(self) -> Any:
+        return self._generator()[1]
+
+    @property
+    def max_length(self) -> int:
+        return self._generator()[2]
+
+    def _loads(self, kind: str, rows: list[BatchRow], emit: Emit) -> bool:
+        """Whether the model loads for ``kind`` (generate, embed); if not, each row says why."""
+        if kind not in self._unsupported:
+            try:
+                if kind == "generate":
+                    self._generator()
+                else:
+                    self._embedder()
+                return True
+            except Exception as exc:  # any loader failure is this model's answer for the kind
+                reason = " ".join(str(exc).split())[:300]
+                self._unsupported[kind] = f"model {self.model_name} cannot {kind}: {reason}"
+        for row in rows:
+            emit(error_result(row, "model_not_supported", self._unsupported[kind], 400))
+        return False
 
     def process(self, rows: Iterable[BatchRow], emit: Emit) -> None:
         for batch in batched(rows, self.batch_size):
             embeddings = [r for r in batch if r.url == "/v1/embeddings"]
             generations = [r for r in batch if r.url != "/v1/embeddings"]
-            if embeddings:
+            if embeddings and self._loads("embed", embeddings, emit):
                 self._embed(embeddings, emit)
+            if generations and not self._loads("generate", generations, emit):
+                continue
             # Rows with the same sampling settings are generated together.
             groups: dict[tuple[int, float], list[tuple[BatchRow, str]]] = {}
             for row in generations:
@@ -129,7 +175,7 @@ class TransformersEngine:
             "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion" if chat else "text_completion",
             "created": int(time.time()),
-            "model": str(row.body.get("model") or self.model_name),
+            "model": self.model_name,
             "choices": [choice],
             "usage": {
                 "prompt_tokens": prompt_tokens,
@@ -139,43 +185,54 @@ class TransformersEngine:
         }
 
     def _embed(self, rows: list[BatchRow], emit: Emit) -> None:
-        """The batch's embedding rows, one encode per model (the model loaded once)."""
-        by_model: dict[str, list[tuple[BatchRow, list[str]]]] = {}
+        """The batch's embedding rows, in one encode."""
+        items: list[tuple[BatchRow, list[str]]] = []
         for row in rows:
             inputs = row.body.get("input")
             texts = [inputs] if isinstance(inputs, str) else inputs
             if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                 emit(error_result(row, "invalid_request", "input must be a string or strings", 400))
                 continue
-            model = str(row.body.get("model") or "all-MiniLM-L6-v2")
-            by_model.setdefault(model, []).append((row, texts))
-        for model, items in by_model.items():
-            try:
-                embedder = self._embedder(model)
-            except Exception as exc:
-                for row, _ in items:
-                    emit(error_result(row, "model_not_found", f"{model}: {exc}", 404))
-                continue
-            vectors = embedder.embed([text for _, texts in items for text in texts])
-            start = 0
-            for row, texts in items:
-                mine, start = vectors[start : start + len(texts)], start + len(texts)
-                data = [
-                    {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(mine)
-                ]
-                tokens = sum(len(t.split()) for t in texts)
-                body = {
-                    "object": "list",
-                    "data": data,
-                    "model": model,
-                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-                }
-                emit(ok_result(row, body))
+            items.append((row, texts))
+        vectors = self._embedder().embed([text for _, texts in items for text in texts])
+        start = 0
+        for row, texts in items:
+            mine, start = vectors[start : start + len(texts)], start + len(texts)
+            data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(mine)]
+            tokens = sum(len(t.split()) for t in texts)
+            body = {
+                "object": "list",
+                "data": data,
+                "model": self.model_name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+            emit(ok_result(row, body))
 
-    def _embedder(self, model: str) -> Any:
+    def _embedder(self) -> Any:
         """The sentence-transformers model, loaded on first use and kept."""
         from components.ingest.embedders import SentenceTransformerEmbedder
 
-        if model not in self._embedders:
-            self._embedders[model] = SentenceTransformerEmbedder(model, device=self.device)
-        return self._embedders[model]
+        if self._embedder_model is None:
+            self._embedder_model = SentenceTransformerEmbedder(self.model_name, device=self.device)
+        return self._embedder_model
+
+
+def _found_model(model: str) -> str:
+    """Where ``model`` is (a folder, the packaged MiniLM, a model in the local Hugging Face
+    cache), or ModelNotFoundError naming it: nothing is downloaded."""
+    from transformers import AutoConfig
+
+    from components.ingest.embedders import resolve_model_path
+
+    path = resolve_model_path(model)
+    local = Path(path).expanduser()
+    if local.exists() and not local.is_dir():
+        raise ModelNotFoundError(f"model {model}: {local} is a file, not a model folder")
+    try:
+        AutoConfig.from_pretrained(str(local) if local.exists() else path)
+    except Exception as exc:  # transformers raises OSError, ValueError and its own kinds
+        reason = " ".join(str(exc).split())[:300]
+        if not local.exists():
+            reason = "no such folder, and not a model in the local Hugging Face cache"
+        raise ModelNotFoundError(f"model {model} not found: {reason}") from None
+    return str(local) if local.exists() else path
