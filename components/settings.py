@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     bridge_nats_secret: str = "llmw-nats-credentials"
     bridge_engine_secret: str = "llmw-engine-credentials"  # LLMW_KFP_TOKEN, LLMW_ARGO_TOKEN
 
+    # Show the traceback of a failure the CLI reports in one line (for bug reports).
+    debug: bool = False
+
     # The pinned upstream schemas (validation of what `llmw compile` renders): shipped with the
     # package; LLMW_SCHEMAS_DIR points elsewhere (a newer pin, under test).
     schemas_dir: Path = Field(default_factory=lambda: packaged_schemas_dir())
@@ -152,9 +155,6 @@ class Settings(BaseSettings):
         max_chars = data.get("chunk_max_characters")
         if max_chars is not None and value >= max_chars:
             raise ValueError(
-    # Show the traceback of a failure the CLI reports in one line (for bug reports).
-    debug: bool = False
-
                 f"chunk_overlap ({value}) must be smaller than chunk_max_characters ({max_chars})"
             )
         return value
