@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # Milvus: a file path means Milvus Lite; http(s):// means a server.
     milvus_uri: str = "./.llmw/milvus.db"
     milvus_token: SecretStr | None = None
+    # The dense vector index. "auto": FLAT on Milvus Lite (exact, and fast at the sizes Lite
+    # serves; its approximate indexes lose a distinct vector among many identical ones) and
+    # AUTOINDEX on a server.
+    milvus_index_type: Literal["auto", "FLAT", "HNSW", "IVF_FLAT", "AUTOINDEX"] = "auto"
     collection: str = "documents"
     milvus_write_batch_bytes: int = Field(16 * 1024 * 1024, gt=0, lt=MAX_MILVUS_WRITE_BYTES)
 

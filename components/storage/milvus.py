@@ -57,6 +57,13 @@ def check_uri(uri: str, *, create: bool) -> None:
         raise MilvusUriError(f"no Milvus Lite database at {uri}; ingest first")
 
 
+def dense_index_type(uri: str, configured: str) -> str:
+    """The dense index to build: ``configured``, where "auto" is FLAT on Lite, AUTOINDEX else."""
+    if configured != "auto":
+        return configured
+    return "AUTOINDEX" if "://" in uri else "FLAT"
+
+
 def _check_writable_folder(folder: Path, uri: str) -> None:
     existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
     if not existing.is_dir():
@@ -120,7 +127,13 @@ class ChunkStore:
     """The chunk collection and its manifest in one Milvus (Lite file or server)."""
 
     def __init__(
-        self, uri: str, collection: str, token: str | None = None, *, create: bool = True
+        self,
+        uri: str,
+        collection: str,
+        token: str | None = None,
+        *,
+        create: bool = True,
+        index_type: str = "auto",
     ) -> None:
         from pymilvus import MilvusClient
 
@@ -132,6 +145,7 @@ class ChunkStore:
         self.manifest = collection + MANIFEST_SUFFIX
         self.client = MilvusClient(uri=uri, token=token or "")
         self.has_sparse = False
+        self.index_type = dense_index_type(uri, index_type)
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -204,7 +218,7 @@ class ChunkStore:
 
         def indexes(with_sparse: bool) -> Any:
             params = self.client.prepare_index_params()
-            params.add_index("embedding", index_type="AUTOINDEX", metric_type="COSINE")
+            params.add_index("embedding", index_type=self.index_type, metric_type="COSINE")
             if with_sparse:
                 params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
             return params
