@@ -5,7 +5,7 @@ a new process group, which every subprocess it starts joins, and from then on, a
 ``parent_pid`` is gone, it kills every process it started and then its whole group, itself
 included. Two watchers, each enough alone: Linux's parent-death signal (``PR_SET_PDEATHSIG``,
 delivered at once) and a daemon thread polling ``os.getppid()`` (everywhere). The parent ends a
-held worker, with everything it started, by ``kill_group(pid)``.
+held worker, with everything it started, by ``kill_group(pid)`` or a SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def hold(parent_pid: int, poll_s: float | None = POLL_S, death_signal: bool = Tr
     """Lead a new process group; kill it, and everything this process started, once
     ``parent_pid`` is gone (``poll_s=None`` or ``death_signal=False`` turn one watcher off)."""
     os.setpgid(0, 0)
+    # Process.terminate() (concurrent.futures sends it to the workers of a broken pool) too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: end_all())
     if death_signal and sys.platform == "linux":
 
         def on_death_signal(signum: int, frame: FrameType | None) -> None:

@@ -101,7 +101,14 @@ def test_a_killed_parent_takes_its_workers_and_their_children_along(
     wait_until(lambda: all(gone(p) for p in family), 10, "every descendant to end")
 
 
-def test_kill_group_ends_a_worker_and_all_it_started(reap: list[psutil.Process]) -> None:
+@pytest.mark.parametrize(
+    "end",
+    [lifeline.kill_group, lambda pid: os.kill(pid, signal.SIGTERM)],
+    ids=["kill_group", "sigterm"],
+)
+def test_kill_group_or_sigterm_ends_a_worker_and_all_it_started(
+    end: Callable[[int], None], reap: list[psutil.Process]
+) -> None:
     pool = ProcessPoolExecutor(
         1,
         mp_context=multiprocessing.get_context("spawn"),
@@ -114,7 +121,7 @@ def test_kill_group_ends_a_worker_and_all_it_started(reap: list[psutil.Process])
         family = [worker, *worker.children(recursive=True)]
         reap.extend(family)
         assert os.getpgid(worker.pid) == worker.pid  # it leads its own group
-        lifeline.kill_group(worker.pid)
+        end(worker.pid)
         wait_until(lambda: all(gone(p) for p in family), 10, "the worker and its family to end")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
