@@ -1,19 +1,31 @@
-"""The jobs this project runs: name -> parameter model. Engine rooms map the same names.
+"""The jobs this project runs, each declared once: its name, parameter model and description,
+how its shards fan out, what each step needs to run (GPU placement, Secrets) and how steps retry.
 
+The engine rooms (``pipelines/`` for KFP, ``workflows/`` for Argo) map the same names to a pipeline
+or a template and translate what is declared here into their own shapes; they hold none of it.
 Adding a pipeline is one entry here, plus one in ``pipelines/`` and one in ``workflows/``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from components.inference.models import BatchJobParams
-from components.ingest.models import IngestParams
+from components.cluster.placement import GpuNeed, Placement, place
+from components.inference.models import ENGINE_NEEDS, ENGINES, BatchJobParams, shard_step
+from components.ingest.models import EMBEDDING_NEED, INGEST_SHARD_STEP, IngestParams
+from components.settings import LLM_SECRET_KEY
+
+if TYPE_CHECKING:
+    from components.settings import Settings
+
+# Locally (kfp.local, argo-local) retries wait a moment, not minutes.
+LOCAL_BACKOFF_S = 1
+LOCAL_MAX_BACKOFF_S = 5
 
 
 class UnknownPipelineError(KeyError):
@@ -28,11 +40,89 @@ class ParameterError(ValueError):
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """How a step is retried: ``limit`` attempts after the first, on any failure; the first waits
+    ``backoff_s`` seconds, each next one ``factor`` times longer, never over ``max_backoff_s``.
+
+    KFP gets it as ``task.set_retry(...)``, Argo as the template's ``retryStrategy``.
+    """
+
+    limit: int
+    backoff_s: int
+    factor: float = 2
+    max_backoff_s: int = 3600
+
+    def local(self) -> RetryPolicy:
+        """The same attempts with a short, flat backoff, for runs on this machine."""
+        return RetryPolicy(self.limit, LOCAL_BACKOFF_S, 1, LOCAL_MAX_BACKOFF_S)
+
+
+@dataclass(frozen=True)
+class StepRetries:
+    """The retries of a sharded job's three steps: plan, each shard, and the step that finishes
+    the run (ingestion's report, batch inference's merge)."""
+
+    plan: RetryPolicy
+    shard: RetryPolicy
+    finish: RetryPolicy
+
+
+# In the cluster a failed step usually means MinIO, Milvus, an endpoint or the GPU node blinked:
+# wait before retrying, a shard longest. Reruns are safe: ingestion ids are deterministic and a
+# shard converges to the same rows after a crash; a batch shard resumes from what its output
+# holds, and the merge rewrites the output whole.
+SHARDED_JOB_RETRIES = StepRetries(
+    plan=RetryPolicy(limit=3, backoff_s=30, max_backoff_s=600),
+    shard=RetryPolicy(limit=3, backoff_s=60, max_backoff_s=1800),
+    finish=RetryPolicy(limit=2, backoff_s=30, max_backoff_s=600),
+)
+
+
+@dataclass(frozen=True)
+class StepSecret:
+    """Credentials a step reads from a Kubernetes Secret (never values): the settings field that
+    names the Secret, and its keys, each mounted as the environment variable of its name."""
+
+    secret_setting: str
+    keys: tuple[str, ...]
+    optional: bool = False
+
+    def secret_name(self, settings: Settings) -> str:
+        name: str = getattr(settings, self.secret_setting)
+        return name
+
+
+@dataclass(frozen=True)
 class JobSpec:
+    """One job, as both engines run it: plan -> shards (fanned out) -> finish.
+
+    ``step_needs``: what a step needs to run, by step name (``ingest-shard``,
+    ``infer-shard-<engine>``): a GpuNeed is placed on the cluster (``place``); None, or a step
+    not listed, runs anywhere on the component image. ``step_secrets``: the Secrets a step reads
+    besides the storage's. ``engines``: the job's engine choices, in the order the engine rooms
+    branch on them.
+    """
+
     name: str
     params_model: type[BaseModel]
     description: str
     default_engine: str = "argo"
+    shard_parallelism: int = 1
+    retries: StepRetries = SHARDED_JOB_RETRIES
+    step_needs: Mapping[str, GpuNeed | None] = field(default_factory=dict)
+    step_secrets: Mapping[str, tuple[StepSecret, ...]] = field(default_factory=dict)
+    engines: tuple[str, ...] = ()
+
+    def placements(self, settings: Settings) -> dict[str, Placement | None]:
+        """Where each step in ``step_needs`` runs on the settings' inventory (None: anywhere).
+        PlacementError/InventoryError say why a step cannot be placed."""
+        from components.cluster.inventory import load_inventory
+
+        inventory = load_inventory(settings.cluster_inventory)
+        return {
+            step: None if need is None else place(need, inventory)
+            for step, need in self.step_needs.items()
+        }
 
     def parameter_names(self) -> list[str]:
         return list(self.params_model.model_fields)
@@ -61,12 +151,34 @@ JOBS: dict[str, JobSpec] = {
         JobSpec(
             name="document-ingestion",
             params_model=IngestParams,
-            description="Documents from a folder or s3:// prefix, chunked, embedded, into Milvus.",
+            description=(
+                "Documents from a folder or s3:// prefix, partitioned and chunked with "
+                "unstructured, embedded with sentence-transformers, upserted into Milvus."
+            ),
+            # Every shard asks for the embedding GPU, so the scheduler queues what the GPU
+            # cannot hold; more would only add pending pods.
+            shard_parallelism=4,
+            step_needs={INGEST_SHARD_STEP: EMBEDDING_NEED},
         ),
         JobSpec(
             name="batch-inference",
             params_model=BatchJobParams,
-            description="Prompts (OpenAI batch JSONL or a dataset) through an engine into JSONL.",
+            description=(
+                "Prompts (an OpenAI batch file, or a JSONL/CSV/Parquet dataset with a template) "
+                "through vLLM, an OpenAI-compatible endpoint or transformers, into JSONL "
+                "results; resumable."
+            ),
+            # GPU shards queue on the scheduler for the one GPU that runs them; openai shards
+            # share the endpoint's capacity.
+            shard_parallelism=4,
+            step_needs={shard_step(engine): ENGINE_NEEDS[engine] for engine in ENGINES},
+            # The endpoint's key, when it has one (a vLLM server without --api-key has none).
+            step_secrets={
+                shard_step("openai"): (
+                    StepSecret("llm_credentials_secret", (LLM_SECRET_KEY,), optional=True),
+                )
+            },
+            engines=ENGINES,
         ),
     ]
 }

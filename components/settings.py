@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     # Incremental runs.
     prune_max_fraction: float = Field(0.5, gt=0, le=1)
 
+    # Sharded ingestion (the document-ingestion pipeline): documents per shard (at most
+    # components.ingest.steps.MAX_SHARDS shards), and where a run's steps leave what they pass
+    # each other through storage (the plan's listing): a local folder or s3://bucket/prefix.
+    # Compiled pipelines use cluster_run_data_uri instead, since a pod's folder is its own.
+    ingest_docs_per_shard: int = Field(200, ge=1)
+    run_data_uri: str = ".llmw/runs"
+    cluster_run_data_uri: str = "s3://llmw-runs"
+
     # The cluster's GPU inventory; None means the one shipped in components/cluster/data.
     cluster_inventory: Path | None = None
 

@@ -4,9 +4,9 @@ Each component is a few lines: it imports its step from ``components.inference.s
 KFP copies a component function's source verbatim into the compiled YAML and runs it in the
 component image, where this project is installed, so the bodies import what they need inside.
 
-Where a shard runs depends on the ``engine`` parameter
-(``components.inference.steps.ENGINE_NEEDS``): vLLM on its GPU (khelben in the shipped
-inventory), transformers on the CPU, openai anywhere.
+Where a shard runs depends on the ``engine`` parameter (the job's ``step_needs`` in
+``components.registry``, from ``components.inference.models.ENGINE_NEEDS``): vLLM on its GPU
+(khelben in the shipped inventory), transformers on the CPU, openai anywhere.
 A task's placement is fixed when the pipeline compiles, so the pipeline has one branch per engine
 (``dsl.If``/``Elif``/``Else`` on ``engine``), each a ParallelFor of its own shard task and a merge
 of its shards; the pipeline's output is the merge that ran (``dsl.OneOf``).
@@ -19,28 +19,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 from kfp.dsl import Markdown, Metrics, Output
 from kfp.dsl.base_component import BaseComponent
 
 from components.cluster.placement import Placement
-from components.inference.steps import shard_placement
-from components.settings import LLM_SECRET_KEY, Settings, get_settings
-from pipelines.ingestion import RetryPolicy, apply_placement, apply_retry, cluster_env
+from components.inference.models import shard_step
+from components.registry import JobSpec, get_job
+from components.settings import Settings, get_settings
+from pipelines.common import (
+    apply_placement,
+    apply_retry,
+    cluster_env,
+    retry_policy,
+    shard_parallelism,
+    step_secrets,
+)
 
 PIPELINE_NAME = "batch-inference"
-PIPELINE_DESCRIPTION = (
-    "Prompts (an OpenAI batch file, or a JSONL/CSV/Parquet dataset with a template) through "
-    "vLLM, an OpenAI-compatible endpoint or transformers, into JSONL results; resumable."
-)
-# Branch order: dsl.If, dsl.Elif, then dsl.Else for the last (KFP's OneOf needs an Else branch;
-# the parameter model admits these three engines only).
-ENGINES = ("vllm", "openai", "transformers")
-# How many shards run at once. GPU shards queue on the scheduler for the one GPU that runs them;
-# openai shards share the endpoint's capacity.
-SHARD_PARALLELISM = 4
-# Locally one at a time: each shard loads the model, and the machine is small.
-LOCAL_SHARD_PARALLELISM = 1
 
 
 # --- components: thin wrappers over components.inference.steps ------------------------------------
@@ -128,7 +124,9 @@ class BatchComponents:
     merge: BaseComponent
 
 
-def make_components(image: str, shard_images: dict[str, str] | None = None) -> BatchComponents:
+def make_components(
+    image: str, engines: tuple[str, ...], shard_images: dict[str, str] | None = None
+) -> BatchComponents:
     """The components on ``image`` (the project's component image, kfp included); each engine's
     shard component, named ``infer-shard-<engine>``, on its image from ``shard_images``."""
 
@@ -143,23 +141,21 @@ def make_components(image: str, shard_images: dict[str, str] | None = None) -> B
 
     images = shard_images or {}
     shard_components = {
-        engine: wrap(infer_shard, images.get(engine, image), f"infer-shard-{engine}")
-        for engine in ENGINES
+        engine: wrap(infer_shard, images.get(engine, image), shard_step(engine))
+        for engine in engines
     }
     return BatchComponents(wrap(plan, image), shard_components, wrap(merge, image))
 
 
-# A failed plan or merge usually means MinIO blinked; a failed shard, the engine or its node.
-# Reruns are safe: a shard resumes from what its output holds, and the merge rewrites the output
-# whole. Locally the same retries run with a short backoff.
-CLUSTER_RETRY = {
-    "plan": RetryPolicy(3, "30s", 2.0, "600s"),
-    "shard": RetryPolicy(3, "60s", 2.0, "1800s"),
-    "merge": RetryPolicy(2, "30s", 2.0, "600s"),
-}
-LOCAL_RETRY = {
-    name: RetryPolicy(policy.retries, "1s", 1.0, "5s") for name, policy in CLUSTER_RETRY.items()
-}
+@dataclass(frozen=True)
+class _Build:
+    """What the pipeline function's tasks are built from."""
+
+    job: JobSpec
+    settings: Settings
+    parts: BatchComponents
+    placements: dict[str, Placement | None]  # engine -> its shard placement (cluster only)
+    for_cluster: bool
 
 
 def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True) -> BaseComponent:
@@ -170,17 +166,18 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
     environment (secrets, GPU variables), so that the user's own ``LLMW_*`` settings apply.
     """
     settings = settings or get_settings()
-    placements = shard_placements(settings) if for_cluster else {}
+    job = get_job(PIPELINE_NAME)
+    placements = shard_placements(job, settings) if for_cluster else {}
     # Each engine's shards run on its placement's image (vLLM's for its GPU stack, the
     # project's CPU image for transformers); openai shards and the rest on the component image.
     parts = make_components(
         settings.component_image,
+        job.engines,
         {engine: p.image for engine, p in placements.items() if p is not None},
     )
-    retry = CLUSTER_RETRY if for_cluster else LOCAL_RETRY
-    parallelism = SHARD_PARALLELISM if for_cluster else LOCAL_SHARD_PARALLELISM
+    build = _Build(job, settings, parts, placements, for_cluster)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description=PIPELINE_DESCRIPTION)
+    @dsl.pipeline(name=PIPELINE_NAME, description=job.description)
     def batch_inference(
         input: str,
         output: str,
@@ -203,52 +200,59 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         planned = parts.plan(**args).set_display_name("plan shards")
         # Off: the input may change while the parameters stay the same.
         planned.set_caching_options(enable_caching=False)
-        apply_retry(planned, retry["plan"])
+        apply_retry(planned, retry_policy(job.retries.plan, for_cluster))
         if for_cluster:
             cluster_env(planned, settings, milvus=False)
 
         merged_reports = []
-        for index, name in enumerate(ENGINES):
+        for index, name in enumerate(job.engines):
             if index == 0:
                 branch: Any = dsl.If(engine == name, name=f"{name} engine")
-            elif index < len(ENGINES) - 1:
+            elif index < len(job.engines) - 1:
                 branch = dsl.Elif(engine == name, name=f"{name} engine")
             else:
                 branch = dsl.Else(name=f"{name} engine")
             with branch:
-                with dsl.ParallelFor(planned.output, parallelism=parallelism) as shard:
-                    ran = parts.infer_shard[name](**args, shard=shard)
-                    ran.set_display_name(f"infer shard ({name})")
-                    # Off: what a shard writes depends on its output file, outside KFP's key.
-                    ran.set_caching_options(enable_caching=False)
-                    apply_retry(ran, retry["shard"])
-                merged = parts.merge(
-                    **args, planned=planned.output, shard_reports=dsl.Collected(ran.output)
-                ).set_display_name("merge")
-                # Off: it must merge and report this run's shards, never an earlier run's.
-                merged.set_caching_options(enable_caching=False)
-                apply_retry(merged, retry["merge"])
-                if for_cluster:
-                    cluster_env(ran, settings, milvus=False)
-                    cluster_env(merged, settings, milvus=False)
-                    placement = placements[name]
-                    if placement is not None:
-                        apply_placement(ran, placement)
-                    if name == "openai":  # the endpoint's key, when it has one
-                        kubernetes.use_secret_as_env(
-                            ran,
-                            secret_name=settings.llm_credentials_secret,
-                            secret_key_to_env={LLM_SECRET_KEY: LLM_SECRET_KEY},
-                            optional=True,
-                        )
-                merged_reports.append(merged.outputs["Output"])
+                merged_reports.append(_engine_branch(build, name, args, planned))
         output_report: dict = dsl.OneOf(*merged_reports)
         return output_report
 
     return batch_inference
 
 
-def shard_placements(settings: Settings) -> dict[str, Placement | None]:
+def _engine_branch(
+    build: _Build, engine: str, args: dict[str, Any], planned: dsl.PipelineTask
+) -> Any:
+    """Inside ``engine``'s branch: a ParallelFor of its shard task, then the merge; returns the
+    merge's output."""
+    retries, for_cluster = build.job.retries, build.for_cluster
+    with dsl.ParallelFor(
+        planned.output, parallelism=shard_parallelism(build.job, for_cluster)
+    ) as shard:
+        ran = build.parts.infer_shard[engine](**args, shard=shard)
+        ran.set_display_name(f"infer shard ({engine})")
+        # Off: what a shard writes depends on its output file, outside KFP's key.
+        ran.set_caching_options(enable_caching=False)
+        apply_retry(ran, retry_policy(retries.shard, for_cluster))
+    merged = build.parts.merge(
+        **args, planned=planned.output, shard_reports=dsl.Collected(ran.output)
+    ).set_display_name("merge")
+    # Off: it must merge and report this run's shards, never an earlier run's.
+    merged.set_caching_options(enable_caching=False)
+    apply_retry(merged, retry_policy(retries.finish, for_cluster))
+    if for_cluster:
+        cluster_env(ran, build.settings, milvus=False)
+        cluster_env(merged, build.settings, milvus=False)
+        placement = build.placements[engine]
+        if placement is not None:
+            apply_placement(ran, placement)
+        # Whatever the placement: the Secrets the job declares for this engine's shard step.
+        step_secrets(ran, build.job, shard_step(engine), build.settings)
+    return merged.outputs["Output"]
+
+
+def shard_placements(job: JobSpec, settings: Settings) -> dict[str, Placement | None]:
     """Each engine's shard placement (None: no GPU, no node). PlacementError/InventoryError say
     why one cannot be placed."""
-    return {engine: shard_placement(engine, settings) for engine in ENGINES}
+    placed = job.placements(settings)
+    return {engine: placed.get(shard_step(engine)) for engine in job.engines}

@@ -18,20 +18,19 @@ from tests.milvus_rows import read_manifest, read_rows
 DOCUMENTS = 3
 
 # Loaded by every Python subprocess that has this folder on PYTHONPATH (the kfp.local component
-# runs, the argo-local steps): plans one shard per document and makes chosen shards fail,
-# recording each attempt.
+# runs, the argo-local steps): makes chosen shards fail, recording each attempt. (One shard per
+# document comes from the settings: ingest_docs_per_shard=1, the real planner.)
 FAULTS = """
-import functools, json, os
+import json, os
 
 _config = json.loads(os.environ["TEST_INGEST_FAULTS"])
 
 import components.ingest.steps as steps
 
-steps.plan_shards = functools.partial(steps.plan_shards, docs_per_shard=1)
 _real = steps.ingest_shard
 
 
-def ingest_shard(params, shard="0/1", settings=None):
+def ingest_shard(params, shard, listing, settings=None):
     log = _config["log"]
     with open(log, "a") as out:
         out.write(shard + "\\n")
@@ -39,7 +38,7 @@ def ingest_shard(params, shard="0/1", settings=None):
         attempts = [line.strip() for line in seen].count(shard)
     if attempts <= _config["failures"].get(shard, 0):
         raise RuntimeError(f"injected failure of shard {shard}, attempt {attempts}")
-    return _real(params, shard, settings)
+    return _real(params, shard, listing, settings)
 
 
 steps.ingest_shard = ingest_shard
@@ -73,8 +72,8 @@ def plain_ingest(tmp_path: Path, settings: Any, minilm: Any) -> tuple[Path, list
 def inject_faults(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failures: dict[str, int]
 ) -> Path:
-    """One shard per document; shard ``s`` fails its first ``failures[s]`` attempts. Returns the
-    log of attempts (one shard a line)."""
+    """Shard ``s`` fails its first ``failures[s]`` attempts. Returns the log of attempts (one
+    shard a line)."""
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(textwrap.dedent(FAULTS))
@@ -82,6 +81,20 @@ def inject_faults(
     monkeypatch.setenv("PYTHONPATH", str(hooks))
     monkeypatch.setenv("TEST_INGEST_FAULTS", json.dumps({"log": str(log), "failures": failures}))
     return log
+
+
+def one_shard_per_document(settings: Any) -> Any:
+    """``settings`` cut into one shard per document, by the real planner."""
+    return settings.model_copy(update={"ingest_docs_per_shard": 1})
+
+
+def check_listing_written_once(tmp_path: Path) -> None:
+    """The plan step wrote one listing of the corpus under the run data folder (the default,
+    .llmw/runs in the run's working folder), named by its content hash; each shard and the
+    report read it."""
+    (listing,) = (tmp_path / ".llmw" / "runs").glob("document-ingestion/listings/*.json")
+    documents = json.loads(listing.read_text())["documents"]
+    assert sorted(d["name"] for d in documents) == ["danilo.html", "drizzt.txt", "khelben.md"]
 
 
 def check_rerun(report: dict[str, Any]) -> None:

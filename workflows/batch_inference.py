@@ -4,9 +4,9 @@ Each script step is a Hera runner step (``constructor="runner"``), a few lines c
 step functions as the KFP pipeline, from ``components.inference.steps``; its return value, printed
 as JSON by the runner, is the step's ``outputs.result``.
 
-Where a shard runs depends on the ``engine`` parameter
-(``components.inference.steps.ENGINE_NEEDS``): vLLM on its GPU (khelben in the shipped
-inventory: node selector, toleration, ``amd.com/gpu``),
+Where a shard runs depends on the ``engine`` parameter (the job's ``step_needs`` in
+``components.registry``, from ``components.inference.models.ENGINE_NEEDS``): vLLM on its GPU
+(khelben in the shipped inventory: node selector, toleration, ``amd.com/gpu``),
 transformers on the CPU, openai anywhere. A template's placement is fixed when it renders, so
 there is one shard template per engine, and the fan-out step of each runs only ``when`` the
 ``engine`` argument names it. The other two are Skipped and have no outputs in Argo, so the
@@ -30,20 +30,13 @@ from typing import Annotated, Any
 
 from hera.workflows import Artifact, Parameter, Script, Step, WorkflowTemplate
 
-from components.inference.models import BatchJobParams
-from components.inference.steps import shard_placement
-from components.settings import LLM_SECRET_KEY, Settings, get_settings
+from components.cluster.placement import Placement
+from components.inference.models import BatchJobParams, shard_step
+from components.registry import JobSpec, get_job
+from components.settings import Settings, get_settings
 from workflows import common
 
 TEMPLATE_NAME = "batch-inference"
-DESCRIPTION = (
-    "Prompts (an OpenAI batch file, or a JSONL/CSV/Parquet dataset with a template) through "
-    "vLLM, an OpenAI-compatible endpoint or transformers, into JSONL results; resumable."
-)
-ENGINES = ("vllm", "openai", "transformers")
-# How many shards run at once. GPU shards queue on the scheduler for the one GPU that runs them;
-# openai shards share the endpoint's capacity.
-SHARD_PARALLELISM = 4
 WORKFLOW_PARAMETERS = tuple(BatchJobParams.model_fields)
 
 
@@ -150,66 +143,67 @@ def workflow_arguments() -> list[Parameter]:
     return arguments
 
 
+def shard_template(
+    job: JobSpec, engine: str, settings: Settings, placement: Placement | None
+) -> Script:
+    """``engine``'s shard template: on its placement (its image, GPU, node and variables) when it
+    has one, else anywhere on the component image; with the Secrets the job declares for it,
+    whatever the placement."""
+    step = shard_step(engine)
+    placed: dict[str, Any] = {"image": settings.component_image}
+    if placement is not None:
+        # The placement's image: vLLM's for the GPU's stack, the project's CPU build.
+        placed = {"image": placement.image, **common.placement_kwargs(placement)}
+    env = common.step_env(settings, milvus=False, extra=placement.env if placement else None)
+    return Script(
+        name=step,
+        source=infer_shard,
+        constructor="runner",
+        env=env + common.step_secrets(job, step, settings),
+        retry_strategy=common.retry_strategy(job.retries.shard),
+        **placed,
+    )
+
+
 def build_template(settings: Settings | None = None) -> WorkflowTemplate:
     """The ``batch-inference`` WorkflowTemplate for ``settings`` (the process's by default)."""
     settings = settings or get_settings()
-    placements = {engine: shard_placement(engine, settings) for engine in ENGINES}
+    job = get_job(TEMPLATE_NAME)
     image = settings.component_image
     workflow_args = common.parameter_refs(WORKFLOW_PARAMETERS)
 
-    with common.workflow_template(
-        TEMPLATE_NAME, DESCRIPTION, settings, workflow_arguments()
-    ) as template:
+    with common.workflow_template(job, settings, workflow_arguments()) as template:
         plan_template = Script(
             name="plan",
             source=plan,
             constructor="runner",
             image=image,
             env=common.step_env(settings, milvus=False),
-            retry_strategy=common.retry_strategy(3, "30s", "10m"),
+            retry_strategy=common.retry_strategy(job.retries.plan),
         )
-        shard_templates = {}
-        for engine, placement in placements.items():
-            placed: dict[str, Any] = {
-                "image": image,
-                "env": common.step_env(settings, milvus=False),
-            }
-            if engine == "openai":  # the endpoint's key, when it has one
-                placed["env"] += common.secret_env(
-                    settings.llm_credentials_secret, (LLM_SECRET_KEY,), optional=True
-                )
-            if placement is not None:
-                # The placement's image: vLLM's for the GPU's stack, the project's CPU build.
-                placed = {
-                    "image": placement.image,
-                    "env": common.step_env(settings, milvus=False, extra=placement.env),
-                    **common.placement_kwargs(placement),
-                }
-            shard_templates[engine] = Script(
-                name=f"infer-shard-{engine}",
-                source=infer_shard,
-                constructor="runner",
-                retry_strategy=common.retry_strategy(3, "60s", "30m"),
-                **placed,
-            )
+        placements = job.placements(settings)
+        shard_templates = {
+            engine: shard_template(job, engine, settings, placements.get(shard_step(engine)))
+            for engine in job.engines
+        }
         merge_template = Script(
             name="merge",
             source=merge,
             constructor="runner",
             image=image,
             env=common.step_env(settings, milvus=False),
-            retry_strategy=common.retry_strategy(2, "30s", "10m"),
+            retry_strategy=common.retry_strategy(job.retries.finish),
             outputs=[common.summary_artifact(TEMPLATE_NAME)],
         )
         with common.main_steps(
-            record_status, image, SHARD_PARALLELISM, report_step="merge"
+            record_status, image, job.shard_parallelism, report_step="merge"
         ) as main:
             planned = plan_template(name="plan", arguments=workflow_args)
             assert isinstance(planned, Step)
             with main.parallel():
-                for engine, shard_template in shard_templates.items():
-                    shard_template(
-                        name=f"infer-shard-{engine}",
+                for engine, template_of_engine in shard_templates.items():
+                    template_of_engine(
+                        name=shard_step(engine),
                         arguments={**workflow_args, "shard": "{{item}}"},
                         with_param=planned.result,
                         when=f"'{{{{workflow.parameters.engine}}}}' == '{engine}'",

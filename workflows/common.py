@@ -1,6 +1,9 @@
 """What every llmw WorkflowTemplate shares: its metadata, the Markdown summary artifact, the
 entrypoint's ``report`` output, the exit handler that records how a run ended, and the steps'
-environment (Secrets, never values), retries and GPU placement."""
+environment (Secrets, never values), retries and GPU placement.
+
+What a job declares (``components.registry.JobSpec``: description, shard parallelism, step needs,
+Secrets, retries) is translated here, never restated."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from hera.workflows import models as m
 from hera.workflows.script import RunnerScriptConstructor
 
 from components.cluster.placement import Placement
+from components.registry import JobSpec, RetryPolicy
 from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings
 
 ENTRYPOINT = "main"
@@ -35,17 +39,17 @@ SUMMARY_ARTIFACT = "summary"
 
 
 def workflow_template(
-    name: str, description: str, settings: Settings, arguments: list[Parameter]
+    job: JobSpec, settings: Settings, arguments: list[Parameter]
 ) -> WorkflowTemplate:
-    """The template ``name`` in the settings' namespace, running ``main`` then the exit handler."""
+    """The job's template in the settings' namespace, running ``main`` then the exit handler."""
     return WorkflowTemplate(
-        name=name,
+        name=job.name,
         namespace=settings.argo_namespace,
         labels={
-            "app.kubernetes.io/name": name,
+            "app.kubernetes.io/name": job.name,
             "app.kubernetes.io/part-of": "llm-workflows",
         },
-        annotations={"workflows.argoproj.io/description": description},
+        annotations={"workflows.argoproj.io/description": job.description},
         entrypoint=ENTRYPOINT,
         on_exit=EXIT_HANDLER,
         arguments=arguments,
@@ -122,26 +126,47 @@ def secret_env(secret: str, keys: tuple[str, ...], optional: bool = False) -> li
     ]
 
 
-def step_env(settings: Settings, milvus: bool, extra: dict[str, str] | None = None) -> list[Any]:
+def step_env(
+    settings: Settings,
+    milvus: bool,
+    extra: dict[str, str] | None = None,
+    run_data: bool = False,
+) -> list[Any]:
     """Credentials from Kubernetes Secrets (never values); with ``milvus``, the in-cluster Milvus
-    server (used when the milvus_uri argument is empty) and its optional token."""
+    server (used when the milvus_uri argument is empty) and its optional token; with
+    ``run_data``, where the run's steps leave data for each other (S3); ``extra`` variables."""
     env: list[Any] = [*secret_env(settings.s3_credentials_secret, S3_SECRET_KEYS)]
     if milvus:
         env.append(Env(name="LLMW_MILVUS_URI", value=settings.cluster_milvus_uri))
         # Optional: a Milvus without authentication has no token to mount.
         env += secret_env(settings.milvus_credentials_secret, MILVUS_SECRET_KEYS, optional=True)
+    if run_data:
+        env.append(Env(name="LLMW_RUN_DATA_URI", value=settings.cluster_run_data_uri))
     env += [Env(name=name, value=value) for name, value in sorted((extra or {}).items())]
     return env
 
 
-def retry_strategy(limit: int, backoff: str, cap: str) -> RetryStrategy:
-    """Retries on any failure (a pod evicted from the GPU node included), waiting ``backoff``
-    then twice as long each time, never more than ``cap``. Reruns are safe: ids are
-    deterministic and a shard converges to the same rows after a crash."""
+def step_secrets(job: JobSpec, step: str, settings: Settings) -> list[SecretEnv]:
+    """The Secrets the job declares for ``step`` (``JobSpec.step_secrets``), as its env."""
+    return [
+        env
+        for secret in job.step_secrets.get(step, ())
+        for env in secret_env(secret.secret_name(settings), secret.keys, secret.optional)
+    ]
+
+
+def retry_strategy(policy: RetryPolicy) -> RetryStrategy:
+    """The job's retry policy as Argo's: retries on any failure (a pod evicted from the GPU node
+    included), with its exponential backoff."""
+    factor = int(policy.factor) if float(policy.factor).is_integer() else str(policy.factor)
     return RetryStrategy(
-        limit=limit,
+        limit=policy.limit,
         retry_policy="Always",
-        backoff=m.Backoff(duration=backoff, factor=m.IntOrString(root=2), cap=cap),
+        backoff=m.Backoff(
+            duration=f"{policy.backoff_s}s",
+            factor=m.IntOrString(root=factor),
+            cap=f"{policy.max_backoff_s}s",
+        ),
     )
 
 

@@ -8,11 +8,17 @@ job's parameters and call the same step functions as the KFP pipeline, from
 ``outputs.result``; Argo aggregates the fanned-out shards' results into a JSON list, which the
 report step receives.
 
-Cluster specifics come from settings and the placement function: the component image, the GPU
-placement of the embedding step (sentence-transformers on its default node, the BGE node
-drizzt in the shipped inventory), Secrets for credentials (never values), the in-cluster Milvus.
-The Markdown summary is an output artifact stored in the cluster's default artifact repository
-(MinIO), under ``document-ingestion/<workflow name>/summary.md``.
+The plan step writes the source's listing to storage and returns one spec per shard,
+``{"shard": "I/N", "listing": URI}``: the fan-out passes ``{{item.shard}}`` and
+``{{item.listing}}`` to each shard, and the report step gets the specs (it prunes against that
+listing).
+
+What the job declares comes from ``components.registry``: its description, shard parallelism,
+the embedding step's GPU placement (sentence-transformers on its default node, the BGE node
+drizzt in the shipped inventory) and the retries. Cluster specifics come from settings: the
+component image, Secrets for credentials (never values), the in-cluster Milvus, where the run's
+data lives. The Markdown summary is an output artifact stored in the cluster's default artifact
+repository (MinIO), under ``document-ingestion/<workflow name>/summary.md``.
 
 No ``from __future__ import annotations`` here: Hera reads the step functions' annotations to
 build each template's inputs and outputs.
@@ -26,20 +32,12 @@ from typing import Annotated, Any
 
 from hera.workflows import Artifact, Parameter, Script, Step, WorkflowTemplate
 
-from components.cluster.inventory import load_inventory
-from components.cluster.placement import GpuNeed, Placement, place
+from components.ingest.models import INGEST_SHARD_STEP
+from components.registry import JobSpec, get_job
 from components.settings import Settings, get_settings
 from workflows import common
 
 TEMPLATE_NAME = "document-ingestion"
-DESCRIPTION = (
-    "Documents from a folder or s3:// prefix, partitioned and chunked with unstructured, "
-    "embedded with sentence-transformers, upserted into Milvus."
-)
-# How many shards ingest at once. Every shard asks for the embedding GPU, so the scheduler
-# queues what the GPU cannot hold; more would only add pending pods.
-SHARD_PARALLELISM = 4
-EMBEDDING_FRAMEWORK = "sentence-transformers"
 WORKFLOW_PARAMETERS = ("source", "collection", "milvus_uri", "prune")
 
 
@@ -56,8 +54,9 @@ def _params(source: str, collection: str, milvus_uri: str, prune: str) -> dict[s
     }
 
 
-def plan(source: str, collection: str, milvus_uri: str, prune: str) -> list[str]:
-    """List the source once and cut it into shards ("I/N"); the list feeds ``withParam``."""
+def plan(source: str, collection: str, milvus_uri: str, prune: str) -> list[dict[str, str]]:
+    """List the source once, write the listing to storage, cut it into shards; the specs
+    (``{"shard": "I/N", "listing": URI}``) feed ``withParam``."""
     from components.ingest.steps import plan_shards
 
     # stdout is the step's result: anything a library prints goes to the log (stderr) instead.
@@ -66,13 +65,13 @@ def plan(source: str, collection: str, milvus_uri: str, prune: str) -> list[str]
 
 
 def ingest_shard(
-    source: str, collection: str, milvus_uri: str, prune: str, shard: str
+    source: str, collection: str, milvus_uri: str, prune: str, shard: str, listing: str
 ) -> dict[str, Any]:
-    """Ingest one shard into Milvus; its report (JSON) is the step's result."""
+    """Ingest one shard's slice of the listing into Milvus; its report (JSON) is the result."""
     from components.ingest.steps import ingest_shard as step
 
     with contextlib.redirect_stdout(sys.stderr):
-        return step(_params(source, collection, milvus_uri, prune), shard)
+        return step(_params(source, collection, milvus_uri, prune), shard, listing)
 
 
 def report(
@@ -80,16 +79,17 @@ def report(
     collection: str,
     milvus_uri: str,
     prune: str,
+    planned: str,
     shard_reports: str,
     summary: Annotated[Path, Artifact(name=common.SUMMARY_ARTIFACT, output=True)],
 ) -> dict[str, Any]:
-    """Merge the shard reports (Argo's JSON list of results), prune when asked, write the
-    Markdown summary artifact; the run's report is the step's result."""
+    """Merge the shard reports (Argo's JSON list of results), prune against the planned listing
+    when asked, write the Markdown summary artifact; the run's report is the step's result."""
     from components.ingest.steps import finish_ingestion, report_markdown
 
     params = _params(source, collection, milvus_uri, prune)
     with contextlib.redirect_stdout(sys.stderr):
-        result = finish_ingestion(params, json.loads(shard_reports))
+        result = finish_ingestion(params, json.loads(shard_reports), json.loads(planned))
     common.write_summary(summary, report_markdown(result, params))
     return result
 
@@ -102,77 +102,89 @@ def record_status(workflow: str, status: str) -> dict[str, str]:
 # --- the template -----------------------------------------------------------------------------
 
 
-def embedding_placement(settings: Settings) -> Placement:
-    """Where the embedding (ingest) step runs: sentence-transformers on its default node (the
-    BGE node, drizzt, in the shipped inventory). PlacementError/InventoryError say why not."""
-    inventory = load_inventory(settings.cluster_inventory)
-    return place(GpuNeed(framework=EMBEDDING_FRAMEWORK), inventory)
+def workflow_arguments() -> list[Parameter]:
+    """The template's parameters, as Argo passes them (strings)."""
+    return [
+        Parameter(name="source", description="a folder, a file, or s3://bucket/prefix"),
+        Parameter(name="collection", value="documents", description="Milvus collection"),
+        Parameter(
+            name="milvus_uri",
+            value="",
+            description="Milvus server URL; empty for the cluster's Milvus",
+        ),
+        Parameter(
+            name="prune",
+            value="false",
+            enum=["false", "true"],
+            description="delete documents that are gone from the source",
+        ),
+    ]
+
+
+def step_templates(job: JobSpec, settings: Settings) -> tuple[Script, Script, Script]:
+    """The plan, ingest-shard and report script templates (inside a template's context)."""
+    placement = job.placements(settings)[INGEST_SHARD_STEP]
+    assert placement is not None  # the embedding step always has a GPU need
+    image = settings.component_image
+    plan_template = Script(
+        name="plan",
+        source=plan,
+        constructor="runner",
+        image=image,
+        env=common.step_env(settings, milvus=False, run_data=True),
+        retry_strategy=common.retry_strategy(job.retries.plan),
+    )
+    ingest_template = Script(
+        name=INGEST_SHARD_STEP,
+        source=ingest_shard,
+        constructor="runner",
+        # The project built for the placed GPU's stack (ROCm on drizzt).
+        image=placement.image,
+        env=common.step_env(settings, milvus=True, extra=placement.env),
+        retry_strategy=common.retry_strategy(job.retries.shard),
+        **common.placement_kwargs(placement),
+    )
+    report_template = Script(
+        name="report",
+        source=report,
+        constructor="runner",
+        image=image,
+        env=common.step_env(settings, milvus=True),
+        retry_strategy=common.retry_strategy(job.retries.finish),
+        outputs=[common.summary_artifact(TEMPLATE_NAME)],
+    )
+    return plan_template, ingest_template, report_template
 
 
 def build_template(settings: Settings | None = None) -> WorkflowTemplate:
     """The ``document-ingestion`` WorkflowTemplate for ``settings`` (the process's by default)."""
     settings = settings or get_settings()
-    placement = embedding_placement(settings)
-    image = settings.component_image
+    job = get_job(TEMPLATE_NAME)
     workflow_args = common.parameter_refs(WORKFLOW_PARAMETERS)
 
-    with common.workflow_template(
-        TEMPLATE_NAME,
-        DESCRIPTION,
-        settings,
-        arguments=[
-            Parameter(name="source", description="a folder, a file, or s3://bucket/prefix"),
-            Parameter(name="collection", value="documents", description="Milvus collection"),
-            Parameter(
-                name="milvus_uri",
-                value="",
-                description="Milvus server URL; empty for the cluster's Milvus",
-            ),
-            Parameter(
-                name="prune",
-                value="false",
-                enum=["false", "true"],
-                description="delete documents that are gone from the source",
-            ),
-        ],
-    ) as template:
-        plan_template = Script(
-            name="plan",
-            source=plan,
-            constructor="runner",
-            image=image,
-            env=common.step_env(settings, milvus=False),
-            retry_strategy=common.retry_strategy(3, "30s", "10m"),
-        )
-        ingest_template = Script(
-            name="ingest-shard",
-            source=ingest_shard,
-            constructor="runner",
-            # The project built for the placed GPU's stack (ROCm on drizzt).
-            image=placement.image,
-            env=common.step_env(settings, milvus=True, extra=placement.env),
-            retry_strategy=common.retry_strategy(3, "60s", "30m"),
-            **common.placement_kwargs(placement),
-        )
-        report_template = Script(
-            name="report",
-            source=report,
-            constructor="runner",
-            image=image,
-            env=common.step_env(settings, milvus=True),
-            retry_strategy=common.retry_strategy(2, "30s", "10m"),
-            outputs=[common.summary_artifact(TEMPLATE_NAME)],
-        )
-        with common.main_steps(record_status, image, SHARD_PARALLELISM, report_step="report"):
+    with common.workflow_template(job, settings, workflow_arguments()) as template:
+        plan_template, ingest_template, report_template = step_templates(job, settings)
+        with common.main_steps(
+            record_status, settings.component_image, job.shard_parallelism, report_step="report"
+        ):
             planned = plan_template(name="plan", arguments=workflow_args)
             assert isinstance(planned, Step)
             shards = ingest_template(
-                name="ingest-shard",
-                arguments={**workflow_args, "shard": "{{item}}"},
+                name=INGEST_SHARD_STEP,
+                arguments={
+                    **workflow_args,
+                    "shard": "{{item.shard}}",
+                    "listing": "{{item.listing}}",
+                },
                 with_param=planned.result,
             )
             assert isinstance(shards, Step)
             report_template(
-                name="report", arguments={**workflow_args, "shard_reports": shards.result}
+                name="report",
+                arguments={
+                    **workflow_args,
+                    "planned": planned.result,
+                    "shard_reports": shards.result,
+                },
             )
     return template

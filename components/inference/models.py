@@ -1,10 +1,31 @@
-"""Batch inference: the job's parameters, its rows (OpenAI batch format) and its report."""
+"""Batch inference: the job's parameters, its engines and what each needs to run, its rows (OpenAI
+batch format) and its report."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from components.cluster.placement import GpuNeed
+
+# The engines, in the order the engine rooms branch on them (KFP: dsl.If, dsl.Elif, then
+# dsl.Else for the last, since KFP's OneOf needs an Else; the parameter model admits only these).
+ENGINES: tuple[str, ...] = ("vllm", "openai", "transformers")
+# What each engine's shard step needs. vLLM: a GPU it supports (khelben in the shipped
+# inventory), running this project over vLLM; transformers: the CPU (the cluster's GPUs serve
+# other models); openai: nothing but HTTP to a server, so no placement at all.
+ENGINE_NEEDS: dict[str, GpuNeed | None] = {
+    "vllm": GpuNeed(framework="vllm", image_framework="llmw-vllm"),
+    "transformers": GpuNeed(framework="transformers", gpu=False),
+    "openai": None,
+}
+
+
+def shard_step(engine: str) -> str:
+    """The name of an engine's shard step (the KFP component, the Argo template)."""
+    return f"infer-shard-{engine}"
+
 
 BatchUrl = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
 SUPPORTED_URLS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")

@@ -18,22 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from components.cluster.inventory import load_inventory
-from components.cluster.placement import GpuNeed, Placement, place
+from components.cluster.placement import Placement, place
 from components.ids import Shard
 from components.inference.batch import check_output, local_input, merge_outputs, run_batch
 from components.inference.batch_io import read_items
-from components.inference.models import BatchJobParams, BatchReport
+from components.inference.models import ENGINE_NEEDS, BatchJobParams, BatchReport
 from components.settings import Settings, get_settings
 from components.storage.objects import is_s3, local_copy, read_text, upload_file, write_text
-
-# What each engine's shard step needs. vLLM: a GPU it supports (khelben in the shipped
-# inventory); transformers: the CPU (the cluster's GPUs serve other models); openai: nothing
-# but HTTP to a server, so no placement at all.
-ENGINE_NEEDS: dict[str, GpuNeed | None] = {
-    "vllm": GpuNeed(framework="vllm", image_framework="llmw-vllm"),
-    "transformers": GpuNeed(framework="transformers", gpu=False),
-    "openai": None,
-}
 
 
 def job_params(**values: Any) -> dict[str, Any]:

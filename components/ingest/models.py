@@ -1,10 +1,17 @@
-"""The ingestion job's parameter model and its report."""
+"""The ingestion job's parameter model, what its shard step needs, and its report."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from components.cluster.placement import GpuNeed
+
+# The shard step (the KFP component, the Argo template) and what it needs: the embedding model's
+# framework on its default GPU (the BGE node, drizzt, in the shipped inventory).
+INGEST_SHARD_STEP = "ingest-shard"
+EMBEDDING_NEED = GpuNeed(framework="sentence-transformers")
 
 
 class IngestParams(BaseModel):

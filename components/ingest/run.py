@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from components.ids import Shard, chunk_key, doc_id_for, pipeline_fingerprint, sha256_hex
+from components.ids import chunk_key, doc_id_for, pipeline_fingerprint, sha256_hex
 from components.ingest.embedders import Embedder, EmbeddingError, make_embedder
+from components.ingest.listing import Listing
 from components.ingest.models import DocumentIssue, IngestParams, IngestReport
 from components.ingest.partition import Chunk, ChunkingConfig, DocumentError
 from components.ingest.partition_pool import PartitionPool
@@ -121,6 +122,18 @@ class _Writer:
             if self.row_bytes >= self.max_bytes:
                 self.flush_rows()
 
+    def skip(self, ref: DocumentRef) -> None:
+        """A listed document that won't be ingested (its type, its size)."""
+        self.report.documents.skipped += 1
+        self.report.skipped.append(DocumentIssue(source_uri=ref.uri, error=ref.skip_reason or ""))
+        if self.progress:
+            self.progress("skipped", ref)
+
+    def unchanged(self, ref: DocumentRef) -> None:
+        self.report.documents.unchanged += 1
+        if self.progress:
+            self.progress("unchanged", ref)
+
     def fail(self, doc: _Pending, error: str) -> None:
         """Drop a document's unwritten rows; the manifest keeps it pending for the next run."""
         self.docs.pop(doc.doc_id, None)
@@ -209,19 +222,26 @@ def chunking_config(settings: Settings) -> ChunkingConfig:
 
 def open_store(params: IngestParams, settings: Settings) -> ChunkStore:
     token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
-    return ChunkStore(params.milvus_uri or settings.milvus_uri, params.collection, token=token)
+    uri = params.milvus_uri or settings.milvus_uri
+    return ChunkStore(uri, params.collection, token=token, index_type=settings.milvus_index_type)
 
 
 def ingest(
     params: IngestParams,
     settings: Settings | None = None,
     *,
-    shard: Shard | None = None,
+    documents: Iterable[DocumentRef] | None = None,
     progress: ProgressCallback | None = None,
     embedder: Embedder | None = None,
 ) -> IngestReport:
-    """Ingest ``params.source`` into Milvus; prune afterwards when asked (not with a shard)."""
+    """Ingest ``params.source`` into Milvus; prune afterwards when asked.
+
+    ``documents``: ingest these (a shard's slice of the plan step's listing) instead of listing
+    the source; prune then needs the whole listing (``prune_listing``), so it is refused here.
+    """
     settings = settings or get_settings()
+    if params.prune and documents is not None:
+        raise ValueError("prune needs the complete listing: run prune_listing after the shards")
     started = time.perf_counter()
     report = IngestReport()
     source = open_source(params.source, settings)
@@ -238,13 +258,12 @@ def ingest(
         )
         listed: set[str] = set()
         pool = PartitionPool(settings.partition_workers, settings.partition_timeout_s)
+        refs = source.list() if documents is None else iter(documents)
         try:
-            _run(source, store, pool, writer, config, fingerprint, shard, listed, settings)
+            _run(source, refs, _Work(store, pool, writer, config, fingerprint, settings), listed)
         finally:
             pool.close()
         if params.prune:
-            if shard is not None:
-                raise ValueError("prune needs the complete listing: run prune_source after shards")
             try:
                 report.documents.deleted = prune(store, source.root_uri, listed, settings)
             except PruneRefusedError as exc:
@@ -255,56 +274,65 @@ def ingest(
     return report
 
 
-def _run(
-    source: DocumentSource,
-    store: ChunkStore,
-    pool: PartitionPool,
-    writer: _Writer,
-    config: ChunkingConfig,
-    fingerprint: str,
-    shard: Shard | None,
-    listed: set[str],
-    settings: Settings,
-) -> None:
-    report = writer.report
-    in_flight: deque[tuple[_Pending, Future[list[Chunk]], int]] = deque()
-    # While this thread embeds a group (many seconds), it submits nothing: the workers can only
-    # partition what is already queued. Queue enough documents to fill the next group, or the
-    # embedder waits for them afterwards; bounded by bytes so that large files stay few.
-    max_in_flight = IN_FLIGHT_DOCS if settings.partition_workers > 0 else 2
-    in_flight_bytes = 0
+@dataclass
+class _Work:
+    """What one run's documents go through: the store, the partition workers, the writer."""
 
-    def drain(limit: int, byte_limit: int = IN_FLIGHT_BYTES) -> None:
-        nonlocal in_flight_bytes
-        while len(in_flight) > limit or (len(in_flight) > 1 and in_flight_bytes > byte_limit):
-            doc, future, size = in_flight.popleft()
-            in_flight_bytes -= size
+    store: ChunkStore
+    pool: PartitionPool
+    writer: _Writer
+    config: ChunkingConfig
+    fingerprint: str
+    settings: Settings
+    in_flight: deque[tuple[_Pending, Future[list[Chunk]], int]] = field(default_factory=deque)
+    in_flight_bytes: int = 0
+
+    def submit(self, doc: _Pending, data: bytes) -> None:
+        """Queue a document for partitioning; collect the oldest while too many are queued.
+
+        While this thread embeds a group (many seconds), it submits nothing: the workers can
+        only partition what is already queued. Queue enough documents to fill the next group,
+        or the embedder waits for them afterwards; bounded by bytes so large files stay few."""
+        future = self.pool.submit(data, doc.ref.name, doc.ref.file_type or "", self.config)
+        self.in_flight.append((doc, future, len(data)))
+        self.in_flight_bytes += len(data)
+        self.drain(IN_FLIGHT_DOCS if self.settings.partition_workers > 0 else 2)
+
+    def drain(self, limit: int, byte_limit: int = IN_FLIGHT_BYTES) -> None:
+        """Collect partitioned documents (oldest first) until at most ``limit`` are queued."""
+        while len(self.in_flight) > limit or (
+            len(self.in_flight) > 1 and self.in_flight_bytes > byte_limit
+        ):
+            doc, future, size = self.in_flight.popleft()
+            self.in_flight_bytes -= size
             if not future.done():
-                writer.embed_while_waiting()
+                self.writer.embed_while_waiting()
             try:
-                chunks = pool.result(future)
+                chunks = self.pool.result(future)
             except DocumentError as exc:
-                writer.fail(doc, str(exc))
+                self.writer.fail(doc, str(exc))
                 continue
             doc.keys = [chunk_key(doc.doc_id, i, c.text) for i, c in enumerate(chunks)]
             doc.unwritten = len(chunks)
-            writer.add(doc, chunks)
+            self.writer.add(doc, chunks)
 
+
+def _run(
+    source: DocumentSource, refs: Iterator[DocumentRef], work: _Work, listed: set[str]
+) -> None:
+    writer = work.writer
     with ThreadPoolExecutor(FETCH_THREADS) as fetchers:
-        for batch in _batched(_owned(source.list(), shard), LISTING_BATCH):
+        for batch in _batched(((ref, doc_id_for(ref.uri)) for ref in refs), LISTING_BATCH):
             wanted: list[tuple[DocumentRef, str]] = []
             for ref, doc_id in batch:
                 listed.add(doc_id)
-                report.documents.seen += 1
+                writer.report.documents.seen += 1
                 if ref.skip_reason:
-                    report.documents.skipped += 1
-                    report.skipped.append(DocumentIssue(source_uri=ref.uri, error=ref.skip_reason))
-                    if writer.progress:
-                        writer.progress("skipped", ref)
+                    writer.skip(ref)
                 else:
                     wanted.append((ref, doc_id))
             fetched = list(fetchers.map(lambda item: _fetch(source, item[0]), wanted))
-            states = store.document_states([doc_id for _, doc_id in wanted])
+            states = work.store.document_states([doc_id for _, doc_id in wanted])
             for (ref, doc_id), (data, error) in zip(wanted, fetched, strict=True):
                 old = states.get(doc_id)
                 if data is None:
@@ -315,18 +343,12 @@ def _run(
                     old is not None
                     and old.complete
                     and old.content_hash == content_hash
-                    and old.fingerprint == fingerprint
+                    and old.fingerprint == work.fingerprint
                 ):
-                    report.documents.unchanged += 1
-                    if writer.progress:
-                        writer.progress("unchanged", ref)
+                    writer.unchanged(ref)
                     continue
-                doc = _Pending(ref, doc_id, content_hash, old, [], 0)
-                future = pool.submit(data, ref.name, ref.file_type or "", config)
-                in_flight.append((doc, future, len(data)))
-                in_flight_bytes += len(data)
-                drain(max_in_flight)
-        drain(0, 0)
+                work.submit(_Pending(ref, doc_id, content_hash, old, [], 0), data)
+        work.drain(0, 0)
     writer.finish()
 
 
@@ -335,13 +357,6 @@ def _fetch(source: DocumentSource, ref: DocumentRef) -> tuple[bytes | None, str 
         return source.read(ref), None
     except Exception as exc:  # one unreadable object must not stop the run
         return None, f"could not read: {type(exc).__name__}: {exc}"
-
-
-def _owned(refs: Iterable[DocumentRef], shard: Shard | None) -> Iterator[tuple[DocumentRef, str]]:
-    for ref in refs:
-        doc_id = doc_id_for(ref.uri)
-        if shard is None or shard.owns(doc_id):
-            yield ref, doc_id
 
 
 def _batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -372,16 +387,14 @@ def prune(store: ChunkStore, root_uri: str, listed: set[str], settings: Settings
     return len(gone)
 
 
-def prune_source(params: IngestParams, settings: Settings | None = None) -> int:
-    """Prune as a step of its own, after sharded ingestion: list the source, then prune."""
+def prune_listing(params: IngestParams, listing: Listing, settings: Settings | None = None) -> int:
+    """Prune as a step of its own, after sharded ingestion, against the plan step's listing."""
     settings = settings or get_settings()
-    source = open_source(params.source, settings)
-    listed = {doc_id_for(ref.uri) for ref in source.list()}
     store = open_store(params, settings)
     try:
         if not store.exists():
             return 0
         store.ensure(store.dimension())
-        return prune(store, source.root_uri, listed, settings)
+        return prune(store, listing.root_uri, listing.doc_ids(), settings)
     finally:
         store.close()

@@ -2,6 +2,10 @@
 
 Inputs and outputs are JSON-ready (dicts, lists, strings) so that KFP components and Hera script
 steps pass them as parameters without knowing the models behind them.
+
+The plan step lists the source once and writes the listing to storage
+(``components.ingest.listing``); each shard spec it returns carries the listing's URI, each shard
+ingests its slice of that listing, and the report step prunes against it.
 """
 
 from __future__ import annotations
@@ -9,52 +13,70 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from components.ids import Shard
+from components.ingest.listing import Listing, read_listing, write_listing
 from components.ingest.models import IngestParams, IngestReport
-from components.ingest.run import Shard, ingest, prune_source
+from components.ingest.run import PruneRefusedError, ingest, prune_listing
 from components.ingest.sources import open_source
 from components.settings import Settings, get_settings
 
-DOCS_PER_SHARD = 200
+# More shards than this only queue for the one embedding GPU.
 MAX_SHARDS = 16
 
 
-def plan_shards(
-    params: dict[str, Any],
-    docs_per_shard: int = DOCS_PER_SHARD,
-    max_shards: int = MAX_SHARDS,
-    settings: Settings | None = None,
-) -> list[str]:
-    """List the source once and cut it into ``I/N`` shards of about ``docs_per_shard``."""
+def plan_shards(params: dict[str, Any], settings: Settings | None = None) -> list[dict[str, str]]:
+    """List the source once, write the listing to storage, and cut it into ``I/N`` shards of
+    about ``settings.ingest_docs_per_shard`` documents (at most MAX_SHARDS, at least one).
+
+    Each shard spec is ``{"shard": "I/N", "listing": "<the listing's URI>"}``.
+    """
     settings = settings or get_settings()
-    source = open_source(IngestParams.model_validate(params).source, settings)
-    count = sum(1 for _ in source.list())
-    shards = max(1, min(max_shards, math.ceil(count / max(1, docs_per_shard))))
-    return [f"{i}/{shards}" for i in range(shards)]
+    listing = Listing.of(open_source(IngestParams.model_validate(params).source, settings))
+    uri = write_listing(listing, settings)
+    wanted = math.ceil(len(listing.documents) / settings.ingest_docs_per_shard)
+    count = max(1, min(MAX_SHARDS, wanted))
+    return [{"shard": f"{i}/{count}", "listing": uri} for i in range(count)]
 
 
 def ingest_shard(
-    params: dict[str, Any], shard: str = "0/1", settings: Settings | None = None
+    params: dict[str, Any], shard: str, listing: str, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """Ingest one shard (never prunes: that needs every shard done); returns its report."""
+    """Ingest shard ``I/N``'s slice of the listing at ``listing`` (never prunes: that needs every
+    shard done); returns its report."""
+    settings = settings or get_settings()
     model = IngestParams.model_validate(params).model_copy(update={"prune": False})
-    report = ingest(model, settings or get_settings(), shard=Shard.parse(shard))
-    return report.model_dump()
+    root_uri = open_source(model.source, settings).root_uri
+    documents = read_listing(listing, settings, root_uri).slice(Shard.parse(shard))
+    return ingest(model, settings, documents=documents).model_dump()
 
 
 def finish_ingestion(
-    params: dict[str, Any], shard_reports: list[dict[str, Any]], settings: Settings | None = None
+    params: dict[str, Any],
+    shard_reports: list[dict[str, Any]],
+    planned: list[dict[str, str]],
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Merge the shard reports and prune when asked; returns the run's report."""
+    """Merge the shard reports and, when asked, prune against the listing of the ``planned``
+    shard specs; returns the run's report."""
+    settings = settings or get_settings()
     model = IngestParams.model_validate(params)
     report = IngestReport.merge([IngestReport.model_validate(r) for r in shard_reports])
     if model.prune:
-        from components.ingest.run import PruneRefusedError
-
+        root_uri = open_source(model.source, settings).root_uri
+        listing = read_listing(listing_of(planned), settings, root_uri)
         try:
-            report.documents.deleted = prune_source(model, settings or get_settings())
+            report.documents.deleted = prune_listing(model, listing, settings)
         except PruneRefusedError as exc:
             report.prune_error = str(exc)
     return report.model_dump()
+
+
+def listing_of(planned: list[dict[str, str]]) -> str:
+    """The listing URI the plan step's shard specs carry (one for all of them)."""
+    uris = {spec["listing"] for spec in planned}
+    if len(uris) != 1:
+        raise ValueError(f"the planned shards name {len(uris)} listings, expected one: {planned}")
+    return uris.pop()
 
 
 def report_metrics(report: dict[str, Any]) -> dict[str, float]:

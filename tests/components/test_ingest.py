@@ -10,7 +10,7 @@ import pytest
 from components.ids import chunk_key, doc_id_for
 from components.ingest.models import IngestParams, IngestReport
 from components.ingest.partition import partition_document
-from components.ingest.run import Shard, ingest, prune_source
+from components.ingest.run import ingest
 from components.ingest.sources import SUPPORTED_TYPES
 from components.storage.milvus import SchemaMismatchError
 from testing.documents import topic, write_broken, write_document
@@ -185,25 +185,6 @@ def test_prune_never_touches_documents_of_another_source(
     report = run(tmp_path / "b", settings, minilm, prune=True)
     assert report.documents.deleted == 1
     assert len(read_manifest(settings.milvus_uri)) == 3
-
-
-def test_shards_partition_the_work_and_merge(
-    tmp_path: Path, make_settings: Any, minilm: Any
-) -> None:
-    corpus(tmp_path / "docs", 8)
-    sharded = make_settings(milvus_uri=str(tmp_path / "sharded.db"))
-    reports = [
-        ingest(
-            IngestParams(source=str(tmp_path / "docs")), sharded, shard=Shard(i, 3), embedder=minilm
-        )
-        for i in range(3)
-    ]
-    merged = IngestReport.merge(reports)
-    assert merged.documents.seen == merged.documents.new == 8
-    clean = make_settings(milvus_uri=str(tmp_path / "clean.db"))
-    run(tmp_path / "docs", clean, minilm)
-    assert read_rows(sharded.milvus_uri) == read_rows(clean.milvus_uri)
-    assert prune_source(IngestParams(source=str(tmp_path / "docs")), sharded) == 0
 
 
 def test_a_collection_with_another_dimension_is_refused(

@@ -3,19 +3,23 @@ placed shard task and a merge with Metrics and Markdown; secrets; the local vari
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from components.cluster.placement import GpuNeed
+from components.inference.models import shard_step
 from components.inference.steps import ENGINE_NEEDS
 from components.registry import JOBS
-from pipelines import batch_inference
+from pipelines.common import LOCAL_SHARD_PARALLELISM
 from pipelines.compiler import check_ir, compile_text
 from pipelines.registry import get_pipeline, pipeline_arguments
 
 NAME = "batch-inference"
+JOB = JOBS[NAME]
 
 
 def documents(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -69,12 +73,12 @@ def test_one_branch_per_engine_each_a_parallel_for_and_a_merge(default_settings:
     spec = check_ir(compile_text(NAME, default_settings), NAME)
     assert set(spec.root.dag.tasks) == {"plan", "condition-branches-1"}
     found = branches(spec)
-    assert sorted(found) == sorted(batch_inference.ENGINES) == sorted(ENGINE_NEEDS)
+    assert sorted(found) == sorted(JOB.engines) == sorted(ENGINE_NEEDS)
     conditions = {engine: task.trigger_policy.condition for engine, (task, _, _) in found.items()}
     assert "== 'vllm'" in conditions["vllm"] and "== 'openai'" in conditions["openai"]
     assert "!(" in conditions["transformers"]  # the Else branch
     for engine, (_, branch, loop) in found.items():
-        assert loop.iterator_policy.parallelism_limit == batch_inference.SHARD_PARALLELISM
+        assert loop.iterator_policy.parallelism_limit == JOB.shard_parallelism == 4
         assert loop.parameter_iterator.items.input_parameter == "pipelinechannel--plan-Output"
         (merge,) = [t for name, t in branch.dag.tasks.items() if name.startswith("merge")]
         # The merge collects this branch's shard reports, and gets the planned shards.
@@ -85,7 +89,7 @@ def test_one_branch_per_engine_each_a_parallel_for_and_a_merge(default_settings:
         assert outputs["metrics"].artifact_type.schema_title == "system.Metrics"
         assert outputs["summary"].artifact_type.schema_title == "system.Markdown"
         assert not merge.caching_options.enable_cache
-        assert merge.retry_policy.max_retry_count == batch_inference.CLUSTER_RETRY["merge"].retries
+        assert merge.retry_policy.max_retry_count == JOB.retries.finish.limit
     # The pipeline's output is the merge that ran (dsl.OneOf over the branches).
     output = spec.root.dag.outputs.parameters["Output"].value_from_parameter
     assert output.producer_subtask == "condition-branches-1"
@@ -157,6 +161,26 @@ def test_secrets_never_values_and_the_component_image(clean_env: None) -> None:
             assert container["image"] == "registry.lab/llmw:t", label
 
 
+def test_openai_shards_keep_their_secret_when_placed(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Placing the openai shards (here: pinned to elminster's CPU) adds a node, never drops the
+    endpoint's key."""
+    from components.settings import Settings
+
+    pinned = GpuNeed(framework="transformers", gpu=False, node="elminster")
+    needs = {**JOB.step_needs, shard_step("openai"): pinned}
+    monkeypatch.setitem(JOBS, NAME, dataclasses.replace(JOB, step_needs=needs))
+    text = compile_text(NAME, Settings(llm_credentials_secret="team-llm"))
+    _, config = shard_executor(text, "openai")
+    assert config["nodeSelector"] == {"labels": {"kubernetes.io/hostname": "elminster"}}
+    mounted = {s["secretName"]: s for s in config["secretAsEnv"]}
+    assert mounted["team-llm"]["keyToEnv"] == [
+        {"secretKey": "LLMW_LLM_API_KEY", "envVar": "LLMW_LLM_API_KEY"}
+    ]
+    assert mounted["team-llm"]["optional"] is True
+
+
 def test_placement_follows_a_replaced_inventory(clean_env: None, tmp_path: Path) -> None:
     from importlib.resources import files
 
@@ -185,4 +209,4 @@ def test_local_variant_has_no_cluster_config(default_settings: Any, tmp_path: Pa
         container = executor["container"]
         assert "env" not in container and "resources" not in container, label
     for _, _, loop in branches(spec).values():
-        assert loop.iterator_policy.parallelism_limit == batch_inference.LOCAL_SHARD_PARALLELISM
+        assert loop.iterator_policy.parallelism_limit == LOCAL_SHARD_PARALLELISM

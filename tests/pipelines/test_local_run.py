@@ -38,6 +38,7 @@ def test_kfp_local_run_equals_plain_ingest(
 
     shared.check_same_as_plain(tmp_path / "kfp.db", tmp_path / "plain.db", expected)
     shared.check_first_report(report, expected)
+    shared.check_listing_written_once(tmp_path)  # the rerun's listing is the same file
     # The report step's artifacts: Kubeflow Metrics and the Markdown summary.
     runs = sorted((tmp_path / ".llmw" / "kfp-local").glob("document-ingestion-*"))
     assert len(runs) == 2
@@ -58,7 +59,7 @@ def test_shards_fan_out_and_a_failing_shard_is_retried(
     log = shared.inject_faults(tmp_path, monkeypatch, {"1/3": 1})
 
     # The settings passed in reach the components: milvus_uri comes from them, not the params.
-    settings = make_settings(milvus_uri=str(tmp_path / "kfp.db"))
+    settings = shared.one_shard_per_document(make_settings(milvus_uri=str(tmp_path / "kfp.db")))
     report = run_local(NAME, {"source": str(source)}, settings)
 
     shared.check_retried(log, tmp_path / "kfp.db", expected, report)

@@ -3,19 +3,23 @@ engine chosen by ``when``, placement, secrets, the merge step and its summary ar
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from components.inference.models import BatchJobParams
+from components.cluster.placement import GpuNeed
+from components.inference.models import BatchJobParams, shard_step
 from components.inference.steps import ENGINE_NEEDS
 from components.orchestration.schema_validation import validate_document
-from workflows.batch_inference import ENGINES
+from components.registry import JOBS
 from workflows.registry import template_arguments
 from workflows.render import SCHEMA_FILE, render_template, render_text
 
 NAME = "batch-inference"
+ENGINES = JOBS[NAME].engines
 
 
 def templates_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -117,3 +121,23 @@ def test_credentials_come_from_secrets_never_values(clean_env: None) -> None:
             assert reference == {"key": "LLMW_LLM_API_KEY", "name": "llm", "optional": True}
         else:
             assert "LLMW_LLM_API_KEY" not in env, name
+
+
+def test_openai_shards_keep_their_secret_when_placed(
+    clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Placing the openai shards (here: pinned to elminster's CPU) adds a node, never drops the
+    endpoint's key."""
+    from components.settings import Settings
+
+    job = JOBS[NAME]
+    pinned = GpuNeed(framework="transformers", gpu=False, node="elminster")
+    needs = {**job.step_needs, shard_step("openai"): pinned}
+    monkeypatch.setitem(JOBS, NAME, dataclasses.replace(job, step_needs=needs))
+    templates = templates_by_name(render_template(NAME, Settings(llm_credentials_secret="llm")))
+    openai = templates["infer-shard-openai"]
+    assert openai["nodeSelector"] == {"kubernetes.io/hostname": "elminster"}
+    env = {e["name"]: e for e in openai["script"]["env"]}
+    reference = env["LLMW_LLM_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert reference == {"key": "LLMW_LLM_API_KEY", "name": "llm", "optional": True}
+    assert "LLMW_S3_ACCESS_KEY" in env

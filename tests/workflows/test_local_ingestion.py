@@ -42,7 +42,10 @@ def test_argo_local_run_equals_plain_ingest(
     assert run["status"] == "Succeeded" and run["workflow"] == "document-ingestion-first"
     nodes = {n["display_name"]: n for n in run["nodes"]}
     assert [n["phase"] for n in nodes.values()] == ["Succeeded"] * len(nodes)
-    assert {"plan", "ingest-shard(0:0/1)", "report", "record-status"} <= set(nodes)
+    assert {"plan", "report", "record-status"} <= set(nodes)
+    (shard,) = [name for name in nodes if name.startswith("ingest-shard(0:")]
+    assert '"shard":"0/1"' in shard  # the item: {"listing": ..., "shard": "0/1"}
+    shared.check_listing_written_once(tmp_path)
     # The exit handler recorded the final status.
     assert json.loads(nodes["record-status"]["outputs"]["result"]) == {
         "workflow": "document-ingestion-first",
@@ -69,13 +72,15 @@ def test_shards_fan_out_and_a_failing_shard_is_retried(
     log = shared.inject_faults(tmp_path, monkeypatch, {"1/3": 1})
 
     # The settings passed in reach the steps: milvus_uri comes from them, not the params.
-    settings = make_settings(milvus_uri=str(tmp_path / "argo.db"))
+    settings = shared.one_shard_per_document(make_settings(milvus_uri=str(tmp_path / "argo.db")))
     run = run_local(NAME, {"source": str(source)}, settings)
 
     shared.check_retried(log, tmp_path / "argo.db", expected, run["report"])
     shards = {n["display_name"]: n for n in run["nodes"] if n["template"] == "ingest-shard"}
-    assert sorted(shards) == ["ingest-shard(0:0/3)", "ingest-shard(1:1/3)", "ingest-shard(2:2/3)"]
-    assert shards["ingest-shard(1:1/3)"]["attempts"] == 2
+    # One shard per document, planned by the real planner (ingest_docs_per_shard=1).
+    by_shard = {json.loads(name.split(":", 1)[1][:-1])["shard"]: n for name, n in shards.items()}
+    assert sorted(by_shard) == ["0/3", "1/3", "2/3"]
+    assert by_shard["1/3"]["attempts"] == 2
 
 
 def test_a_shard_failing_past_its_retries_fails_the_run_and_the_exit_handler_runs(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import copy
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from workflows.registry import TEMPLATES, template_arguments
 from workflows.render import SCHEMA_FILE, render_all, render_template, render_text, to_yaml
 
 NAME = "document-ingestion"
+JOB = JOBS[NAME]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def templates_by_name(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -105,22 +110,38 @@ def test_shape_fan_out_retries_exit_handler_and_arguments(default_settings: Any)
     ]
     templates = templates_by_name(document)
     main = templates[spec["entrypoint"]]
-    assert main["parallelism"] == 4
+    assert main["parallelism"] == JOB.shard_parallelism == 4
     (plan,), (ingest,), (report,) = main["steps"]
     assert [plan["name"], ingest["name"], report["name"]] == ["plan", "ingest-shard", "report"]
+    # Each shard gets its spec's fields: its I/N and the URI of the listing the plan wrote.
     assert ingest["withParam"] == "{{steps.plan.outputs.result}}"
-    assert {"name": "shard", "value": "{{item}}"} in ingest["arguments"]["parameters"]
+    assert {"name": "shard", "value": "{{item.shard}}"} in ingest["arguments"]["parameters"]
+    assert {"name": "listing", "value": "{{item.listing}}"} in ingest["arguments"]["parameters"]
+    # The report gets the shards' reports, and the planned specs (the listing it prunes against).
     assert {
         "name": "shard_reports",
         "value": "{{steps.ingest-shard.outputs.result}}",
     } in report["arguments"]["parameters"]
-    retry = templates["ingest-shard"]["retryStrategy"]
-    assert retry == {
-        "backoff": {"cap": "30m", "duration": "60s", "factor": 2},
-        "limit": 3,
-        "retryPolicy": "Always",
-    }
-    assert all("retryStrategy" in templates[n] for n in ("plan", "report"))
+    assert {
+        "name": "planned",
+        "value": "{{steps.plan.outputs.result}}",
+    } in report["arguments"]["parameters"]
+    # The job's retry policies, as Argo's.
+    for name, policy in [
+        ("plan", JOB.retries.plan),
+        ("ingest-shard", JOB.retries.shard),
+        ("report", JOB.retries.finish),
+    ]:
+        assert templates[name]["retryStrategy"] == {
+            "backoff": {
+                "cap": f"{policy.max_backoff_s}s",
+                "duration": f"{policy.backoff_s}s",
+                "factor": policy.factor,
+            },
+            "limit": policy.limit,
+            "retryPolicy": "Always",
+        }, name
+    assert templates["ingest-shard"]["retryStrategy"]["backoff"]["cap"] == "1800s"
     # Thin Hera runner steps calling the step functions, on the component image.
     for name, function in [("plan", "plan"), ("ingest-shard", "ingest_shard")]:
         script = templates[name]["script"]
@@ -208,7 +229,13 @@ def test_credentials_come_from_secrets_never_values(clean_env: None) -> None:
             "optional": True,
         }
         assert env["LLMW_MILVUS_URI"]["value"] == "http://milvus.example:19530"
+        assert "LLMW_RUN_DATA_URI" not in env  # they get the listing's URI itself
     assert "LLMW_MILVUS_URI" not in env_of(templates["plan"])
+    # The plan writes the listing where the run's other steps read it.
+    assert env_of(templates["plan"])["LLMW_RUN_DATA_URI"] == {
+        "name": "LLMW_RUN_DATA_URI",
+        "value": settings.cluster_run_data_uri,
+    }
 
 
 def test_template_arguments_are_checked_and_stringified() -> None:
@@ -224,6 +251,42 @@ def test_template_arguments_are_checked_and_stringified() -> None:
         template_arguments(NAME, {"source": "x", "colection": "c"})
 
 
-def test_yaml_is_stable_for_equal_documents(default_settings: Any) -> None:
-    document = render_template(NAME, default_settings)
-    assert to_yaml(copy.deepcopy(document)) == to_yaml(document)
+# Renders every registered template in a fresh interpreter and prints {name: YAML} as JSON.
+RENDER_ALL = """
+import json, sys
+from components.registry import JOBS
+from components.settings import Settings
+from workflows.render import render_text
+
+json.dump({n: render_text(n, Settings(), sys.argv[1]) for n in sorted(JOBS)}, sys.stdout)
+"""
+
+
+def render_in_a_fresh_process(schemas_dir: Path, hash_seed: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMW_")}
+    env["PYTHONHASHSEED"] = hash_seed  # another iteration order of every set and dict of str
+    result = subprocess.run(
+        [sys.executable, "-c", RENDER_ALL, str(schemas_dir)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rendered: dict[str, str] = json.loads(result.stdout)
+    return rendered
+
+
+def test_render_is_byte_identical_across_processes(
+    default_settings: Any, schemas_dir: Path
+) -> None:
+    """Independent renders, in processes with different hash seeds and at different times, give
+    the same bytes: nothing unordered (a set, a hash-ordered mapping) or of the moment (a
+    timestamp, a random name) reaches the output."""
+    first = render_in_a_fresh_process(schemas_dir, hash_seed="1")
+    second = render_in_a_fresh_process(schemas_dir, hash_seed="2")
+    assert sorted(first) == sorted(JOBS)
+    for name in sorted(JOBS):
+        assert first[name] == second[name], name
+        assert first[name] == render_text(name, default_settings, schemas_dir), name
