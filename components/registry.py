@@ -52,6 +52,15 @@ class RetryPolicy:
     factor: float = 2
     max_backoff_s: int = 3600
 
+    @property
+    def backoff(self) -> str:
+        """The first wait as a duration both engines read (``30s``)."""
+        return f"{self.backoff_s}s"
+
+    @property
+    def max_backoff(self) -> str:
+        return f"{self.max_backoff_s}s"
+
     def local(self) -> RetryPolicy:
         """The same attempts with a short, flat backoff, for runs on this machine."""
         return RetryPolicy(self.limit, LOCAL_BACKOFF_S, 1, LOCAL_MAX_BACKOFF_S)
@@ -90,6 +99,20 @@ class StepSecret:
     def secret_name(self, settings: Settings) -> str:
         name: str = getattr(settings, self.secret_setting)
         return name
+
+
+def cluster_env(
+    settings: Settings, *, milvus: bool = False, run_data: bool = False
+) -> dict[str, str]:
+    """The variables that point a compiled step at the cluster's services instead of the local
+    defaults: with ``milvus``, the Milvus server (used when the milvus_uri argument is empty);
+    with ``run_data``, where the run's steps leave data for each other (S3)."""
+    env: dict[str, str] = {}
+    if milvus:
+        env["LLMW_MILVUS_URI"] = settings.cluster_milvus_uri
+    if run_data:
+        env["LLMW_RUN_DATA_URI"] = settings.cluster_run_data_uri
+    return env
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,14 @@ from kfp.dsl import Markdown, Metrics, Output
 from kfp.dsl.base_component import BaseComponent
 
 from components.cluster.placement import Placement
-from components.inference.models import shard_step
+from components.inference.models import BatchJobParams, shard_step
 from components.registry import JobSpec, get_job
 from components.settings import Settings, get_settings
 from pipelines.common import (
     apply_placement,
     apply_retry,
     cluster_env,
+    default,
     retry_policy,
     shard_parallelism,
     step_secrets,
@@ -182,14 +183,14 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         input: str,
         output: str,
         model: str,
-        engine: str = "transformers",
-        template: str = "",
-        id_column: str = "",
-        shards: int = 1,
-        concurrency: int = 8,
-        max_tokens: int = 64,
-        temperature: float = 0.0,
-        batch_size: int = 8,
+        engine: str = default(BatchJobParams, "engine"),
+        template: str = default(BatchJobParams, "template"),
+        id_column: str = default(BatchJobParams, "id_column"),
+        shards: int = default(BatchJobParams, "shards"),
+        concurrency: int = default(BatchJobParams, "concurrency"),
+        max_tokens: int = default(BatchJobParams, "max_tokens"),
+        temperature: float = default(BatchJobParams, "temperature"),
+        batch_size: int = default(BatchJobParams, "batch_size"),
     ) -> dict:
         args = dict(
             input=input, output=output, engine=engine, model=model, template=template,

@@ -7,15 +7,26 @@ Secrets, retries) is translated here, never restated.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kfp import dsl, kubernetes
+from pydantic import BaseModel
 
 from components.cluster.placement import Placement
 from components.registry import JobSpec, RetryPolicy
+from components.registry import cluster_env as cluster_values
 from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings
 
 # Locally (kfp.local) shards run one at a time: Milvus Lite admits one process per database
 # file (a file lock), and each batch shard loads its model on a small machine.
 LOCAL_SHARD_PARALLELISM = 1
+
+
+def default(model: type[BaseModel], field: str) -> Any:
+    """A pipeline parameter's default: the job model's (KFP parameters can't be null, so an
+    unset optional one is "", which the steps read as "none")."""
+    value = model.model_fields[field].default
+    return "" if value is None else value
 
 
 def shard_parallelism(job: JobSpec, for_cluster: bool) -> int:
@@ -31,9 +42,9 @@ def apply_retry(task: dsl.PipelineTask, policy: RetryPolicy) -> None:
     """Retry ``task`` as ``policy`` says."""
     task.set_retry(
         num_retries=policy.limit,
-        backoff_duration=f"{policy.backoff_s}s",
+        backoff_duration=policy.backoff,
         backoff_factor=float(policy.factor),
-        backoff_max_duration=f"{policy.max_backoff_s}s",
+        backoff_max_duration=policy.max_backoff,
     )
 
 
@@ -46,9 +57,9 @@ def cluster_env(
     kubernetes.use_secret_as_env(
         task, secret_name=settings.s3_credentials_secret, secret_key_to_env=s3_keys
     )
+    for name, value in cluster_values(settings, milvus=milvus, run_data=run_data).items():
+        task.set_env_variable(name, value)
     if milvus:
-        # An empty milvus_uri parameter means "the settings' Milvus": in the cluster, the server.
-        task.set_env_variable("LLMW_MILVUS_URI", settings.cluster_milvus_uri)
         # Optional: a Milvus without authentication has no token to mount.
         kubernetes.use_secret_as_env(
             task,
@@ -56,8 +67,6 @@ def cluster_env(
             secret_key_to_env={key: key for key in MILVUS_SECRET_KEYS},
             optional=True,
         )
-    if run_data:
-        task.set_env_variable("LLMW_RUN_DATA_URI", settings.cluster_run_data_uri)
 
 
 def step_secrets(task: dsl.PipelineTask, job: JobSpec, step: str, settings: Settings) -> None:

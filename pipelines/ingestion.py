@@ -21,13 +21,14 @@ from kfp import dsl
 from kfp.dsl import Markdown, Metrics, Output
 from kfp.dsl.base_component import BaseComponent
 
-from components.ingest.models import INGEST_SHARD_STEP
+from components.ingest.models import INGEST_SHARD_STEP, IngestParams
 from components.registry import get_job
 from components.settings import Settings, get_settings
 from pipelines.common import (
     apply_placement,
     apply_retry,
     cluster_env,
+    default,
     retry_policy,
     shard_parallelism,
 )
@@ -129,7 +130,10 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
 
     @dsl.pipeline(name=PIPELINE_NAME, description=job.description)
     def document_ingestion(
-        source: str, collection: str = "documents", milvus_uri: str = "", prune: bool = False
+        source: str,
+        collection: str = default(IngestParams, "collection"),
+        milvus_uri: str = default(IngestParams, "milvus_uri"),
+        prune: bool = default(IngestParams, "prune"),
     ) -> dict:
         args = dict(source=source, collection=collection, milvus_uri=milvus_uri, prune=prune)
 

@@ -24,11 +24,10 @@ build each template's inputs and outputs.
 import contextlib
 import json
 import sys
-import typing
 from pathlib import Path
 from typing import Annotated, Any
 
-from hera.workflows import Artifact, Parameter, Script, Step, WorkflowTemplate
+from hera.workflows import Artifact, Script, Step, WorkflowTemplate
 
 from components.cluster.placement import Placement
 from components.inference.models import BatchJobParams, shard_step
@@ -121,28 +120,6 @@ def record_status(workflow: str, status: str) -> dict[str, str]:
 # --- the template -----------------------------------------------------------------------------
 
 
-def _argument_text(value: Any) -> str:
-    """A default as Argo passes it (as ``workflows.registry.argument_text`` writes arguments)."""
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def workflow_arguments() -> list[Parameter]:
-    """The template's parameters: the job model's fields, with their defaults and choices."""
-    arguments = []
-    for name, field in BatchJobParams.model_fields.items():
-        kwargs: dict[str, Any] = {"name": name}
-        if not field.is_required():
-            kwargs["value"] = _argument_text(field.default)
-        if typing.get_origin(field.annotation) is typing.Literal:
-            kwargs["enum"] = list(typing.get_args(field.annotation))
-        if field.description:
-            kwargs["description"] = field.description
-        arguments.append(Parameter(**kwargs))
-    return arguments
-
-
 def shard_template(
     job: JobSpec, engine: str, settings: Settings, placement: Placement | None
 ) -> Script:
@@ -172,7 +149,9 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
     image = settings.component_image
     workflow_args = common.parameter_refs(WORKFLOW_PARAMETERS)
 
-    with common.workflow_template(job, settings, workflow_arguments()) as template:
+    with common.workflow_template(
+        job, settings, common.model_arguments(BatchJobParams)
+    ) as template:
         plan_template = Script(
             name="plan",
             source=plan,

@@ -7,8 +7,10 @@ Secrets, retries) is translated here, never restated."""
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable, Iterator
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,10 @@ from hera.workflows import (
 )
 from hera.workflows import models as m
 from hera.workflows.script import RunnerScriptConstructor
+from pydantic import BaseModel
 
 from components.cluster.placement import Placement
-from components.registry import JobSpec, RetryPolicy
+from components.registry import JobSpec, RetryPolicy, cluster_env
 from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings
 
 ENTRYPOINT = "main"
@@ -54,6 +57,39 @@ def workflow_template(
         on_exit=EXIT_HANDLER,
         arguments=arguments,
     )
+
+
+def argument_text(value: Any) -> str:
+    """A parameter value as Argo passes it: a string (``true``/``false``, JSON for the rest)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, separators=(",", ":"))
+
+
+def model_arguments(
+    model: type[BaseModel], descriptions: Mapping[str, str] | None = None
+) -> list[Parameter]:
+    """The template's parameters: the job model's fields with their defaults (as Argo passes
+    them) and choices (a Literal's, or false/true); each described by ``descriptions`` or the
+    field's own description."""
+    arguments = []
+    for name, field in model.model_fields.items():
+        kwargs: dict[str, Any] = {"name": name}
+        if not field.is_required():
+            kwargs["value"] = argument_text(field.default)
+        if typing.get_origin(field.annotation) is typing.Literal:
+            kwargs["enum"] = list(typing.get_args(field.annotation))
+        elif field.annotation is bool:
+            kwargs["enum"] = ["false", "true"]
+        description = (descriptions or {}).get(name, field.description)
+        if description:
+            kwargs["description"] = description
+        arguments.append(Parameter(**kwargs))
+    return arguments
 
 
 def parameter_refs(names: tuple[str, ...]) -> dict[str, str]:
@@ -136,12 +172,11 @@ def step_env(
     server (used when the milvus_uri argument is empty) and its optional token; with
     ``run_data``, where the run's steps leave data for each other (S3); ``extra`` variables."""
     env: list[Any] = [*secret_env(settings.s3_credentials_secret, S3_SECRET_KEYS)]
+    values = cluster_env(settings, milvus=milvus, run_data=run_data)
+    env += [Env(name=name, value=value) for name, value in values.items()]
     if milvus:
-        env.append(Env(name="LLMW_MILVUS_URI", value=settings.cluster_milvus_uri))
         # Optional: a Milvus without authentication has no token to mount.
         env += secret_env(settings.milvus_credentials_secret, MILVUS_SECRET_KEYS, optional=True)
-    if run_data:
-        env.append(Env(name="LLMW_RUN_DATA_URI", value=settings.cluster_run_data_uri))
     env += [Env(name=name, value=value) for name, value in sorted((extra or {}).items())]
     return env
 
@@ -163,9 +198,9 @@ def retry_strategy(policy: RetryPolicy) -> RetryStrategy:
         limit=policy.limit,
         retry_policy="Always",
         backoff=m.Backoff(
-            duration=f"{policy.backoff_s}s",
+            duration=policy.backoff,
             factor=m.IntOrString(root=factor),
-            cap=f"{policy.max_backoff_s}s",
+            cap=policy.max_backoff,
         ),
     )
 

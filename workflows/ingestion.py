@@ -30,15 +30,15 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-from hera.workflows import Artifact, Parameter, Script, Step, WorkflowTemplate
+from hera.workflows import Artifact, Script, Step, WorkflowTemplate
 
-from components.ingest.models import INGEST_SHARD_STEP
+from components.ingest.models import INGEST_SHARD_STEP, IngestParams
 from components.registry import JobSpec, get_job
 from components.settings import Settings, get_settings
 from workflows import common
 
 TEMPLATE_NAME = "document-ingestion"
-WORKFLOW_PARAMETERS = ("source", "collection", "milvus_uri", "prune")
+WORKFLOW_PARAMETERS = tuple(IngestParams.model_fields)
 
 
 # --- steps: thin wrappers over components.ingest.steps ----------------------------------------
@@ -102,23 +102,11 @@ def record_status(workflow: str, status: str) -> dict[str, str]:
 # --- the template -----------------------------------------------------------------------------
 
 
-def workflow_arguments() -> list[Parameter]:
-    """The template's parameters, as Argo passes them (strings)."""
-    return [
-        Parameter(name="source", description="a folder, a file, or s3://bucket/prefix"),
-        Parameter(name="collection", value="documents", description="Milvus collection"),
-        Parameter(
-            name="milvus_uri",
-            value="",
-            description="Milvus server URL; empty for the cluster's Milvus",
-        ),
-        Parameter(
-            name="prune",
-            value="false",
-            enum=["false", "true"],
-            description="delete documents that are gone from the source",
-        ),
-    ]
+# Where Argo's descriptions say more than the model's: "" means the cluster's Milvus here.
+DESCRIPTIONS = {
+    "collection": "Milvus collection",
+    "milvus_uri": "Milvus server URL; empty for the cluster's Milvus",
+}
 
 
 def step_templates(job: JobSpec, settings: Settings) -> tuple[Script, Script, Script]:
@@ -162,7 +150,9 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
     job = get_job(TEMPLATE_NAME)
     workflow_args = common.parameter_refs(WORKFLOW_PARAMETERS)
 
-    with common.workflow_template(job, settings, workflow_arguments()) as template:
+    with common.workflow_template(
+        job, settings, common.model_arguments(IngestParams, DESCRIPTIONS)
+    ) as template:
         plan_template, ingest_template, report_template = step_templates(job, settings)
         with common.main_steps(
             record_status, settings.component_image, job.shard_parallelism, report_step="report"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ from hera.workflows import WorkflowTemplate
 from components.registry import get_job
 from components.settings import Settings
 from workflows import batch_inference, ingestion
+from workflows.common import argument_text
 
 TemplateBuilder = Callable[[Settings], WorkflowTemplate]
 
@@ -25,17 +25,6 @@ def get_template(name: str, settings: Settings) -> WorkflowTemplate:
     """The WorkflowTemplate of a registered job; UnknownPipelineError (listing the known ones)."""
     get_job(name)
     return TEMPLATES[name](settings)
-
-
-def argument_text(value: Any) -> str:
-    """A parameter value as Argo passes it: a string (``true``/``false``, JSON for the rest)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value, separators=(",", ":"))
 
 
 def template_arguments(name: str, params: dict[str, Any]) -> dict[str, str]:
