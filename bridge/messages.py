@@ -8,6 +8,7 @@ an exception that escapes the decoder.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -162,18 +163,7 @@ def dead_letter_subject(code: RejectCode) -> str:
 
 def decode_request(data: bytes, subject: str, max_bytes: int) -> PipelineRequest:
     """The request in ``data``, validated down to the pipeline's parameters; else ``Rejection``."""
-    if len(data) > max_bytes:
-        raise Rejection(
-            RejectCode.too_large, f"message is {len(data)} bytes, over the {max_bytes}-byte limit"
-        )
-    try:
-        raw = unpack(data)
-    except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise Rejection(RejectCode.undecodable, f"not MessagePack: {exc}") from None
-    if not isinstance(raw, dict):
-        raise Rejection(
-            RejectCode.invalid_message, f"expected a map, got {type(raw).__name__}"
-        ) from None
+    raw = _unpack_map(data, max_bytes)
     request_id = raw.get("request_id")
     known_id = request_id if isinstance(request_id, str) and request_id else None
     pipeline = raw.get("pipeline")
@@ -182,19 +172,7 @@ def decode_request(data: bytes, subject: str, max_bytes: int) -> PipelineRequest
     def reject(code: RejectCode, reason: str) -> Rejection:
         return Rejection(code, reason, request_id=known_id, pipeline=known_pipeline)
 
-    forbidden = _forbidden_paths(raw)
-    if forbidden:
-        raise reject(
-            RejectCode.forbidden_field,
-            f"a request may not set {', '.join(forbidden)}: only the pipeline's parameters",
-        )
-    if "v" in raw and raw["v"] != PROTOCOL_VERSION:
-        raise reject(
-            RejectCode.unsupported_version,
-            f"version {raw['v']!r} is not supported (this bridge speaks v{PROTOCOL_VERSION})",
-        )
-    if known_id is None:
-        raise reject(RejectCode.missing_request_id, "the request has no request_id string")
+    _check_envelope(raw, known_id, reject)
     subject_pipeline = subject.removeprefix(TRIGGER_PREFIX) if subject else ""
     if known_pipeline is None and _SUBJECT_TOKEN.match(subject_pipeline):
         raw = {**raw, "pipeline": subject_pipeline}
@@ -208,6 +186,50 @@ def decode_request(data: bytes, subject: str, max_bytes: int) -> PipelineRequest
         request = PipelineRequest.model_validate(raw)
     except ValidationError as exc:
         raise reject(RejectCode.invalid_message, _validation_summary(exc)) from None
+    _check_job(request, subject_pipeline, reject)
+    return request
+
+
+def _unpack_map(data: bytes, max_bytes: int) -> dict[Any, Any]:
+    """``data`` unpacked, when it is within the limit, MessagePack, and a map."""
+    if len(data) > max_bytes:
+        raise Rejection(
+            RejectCode.too_large, f"message is {len(data)} bytes, over the {max_bytes}-byte limit"
+        )
+    try:
+        raw = unpack(data)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise Rejection(RejectCode.undecodable, f"not MessagePack: {exc}") from None
+    if not isinstance(raw, dict):
+        raise Rejection(RejectCode.invalid_message, f"expected a map, got {type(raw).__name__}")
+    return raw
+
+
+def _check_envelope(
+    raw: dict[Any, Any], known_id: str | None, reject: Callable[[RejectCode, str], Rejection]
+) -> None:
+    """No forbidden key anywhere, a version this bridge speaks, a request id."""
+    forbidden = _forbidden_paths(raw)
+    if forbidden:
+        raise reject(
+            RejectCode.forbidden_field,
+            f"a request may not set {', '.join(forbidden)}: only the pipeline's parameters",
+        )
+    if "v" in raw and raw["v"] != PROTOCOL_VERSION:
+        raise reject(
+            RejectCode.unsupported_version,
+            f"version {raw['v']!r} is not supported (this bridge speaks v{PROTOCOL_VERSION})",
+        )
+    if known_id is None:
+        raise reject(RejectCode.missing_request_id, "the request has no request_id string")
+
+
+def _check_job(
+    request: PipelineRequest,
+    subject_pipeline: str,
+    reject: Callable[[RejectCode, str], Rejection],
+) -> None:
+    """A registered pipeline, the one the subject names, with parameters its model accepts."""
     try:
         job = get_job(request.pipeline)
     except UnknownPipelineError as exc:
@@ -221,7 +243,6 @@ def decode_request(data: bytes, subject: str, max_bytes: int) -> PipelineRequest
         job.validate(request.parameters)
     except ParameterError as exc:
         raise reject(RejectCode.invalid_parameters, str(exc)) from None
-    return request
 
 
 def _forbidden_paths(value: Any, path: str = "", depth: int = 0) -> list[str]:
