@@ -40,6 +40,7 @@ class ClaimRecord(BaseModel):
     error: StatusError | None = None
     stream_seq: int | None = None  # the stream message that claimed it
     attempts: int = 0
+    resumes: int = 0  # times a local run interrupted by a crash was started again
     parameters: dict[str, Any] = Field(default_factory=dict)
     experiment: str | None = None
     created_at: str = Field(default_factory=utc_now)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from bridge.messages import ENGINES, RunState
+from components.orchestration import lifeline
 from components.orchestration.runs import RunStatus, SubmitError, SubmittedRun
 from components.settings import Settings
 
@@ -32,7 +34,10 @@ _STATES = {
     "error": RunState.failed,
     "canceled": RunState.failed,
     "cancelled": RunState.failed,
+    "interrupted": RunState.failed,  # unless the watcher resumes it
 }
+# A local run this process did not start: the bridge that did was killed while it ran.
+INTERRUPTED = "Interrupted"
 TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
 T = TypeVar("T")
 
@@ -53,6 +58,13 @@ class Engine(Protocol):
     def status(self, run_id: str) -> RunStatus: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ResumableEngine(Engine, Protocol):
+    """An engine whose runs die with the bridge, and can be started again under their run id."""
+
+    def resume(self, pipeline: str, params: dict[str, Any], run_id: str) -> SubmittedRun: ...
 
 
 def run_state(engine_state: str) -> RunState:
@@ -164,8 +176,10 @@ def _run_locally(kind: str, pipeline: str, params: dict[str, Any], run_name: str
 class LocalEngine:
     """kfp.local or the argo-local executor, in a bounded pool of worker processes.
 
-    Runs live as long as this process: after a restart, a run it was doing is reported failed
-    (``interrupted``) rather than started a second time.
+    Each worker leads its own process group and dies with this process, SIGKILL included,
+    taking every step subprocess along (``components.orchestration.lifeline``). A run this
+    process does not know is reported ``Interrupted``: the watcher then starts it again under
+    its run id (``resume``), which the steps allow: they converge after a crash.
     """
 
     blocking = False  # submit hands the run to the pool; status reads a future
@@ -175,7 +189,12 @@ class LocalEngine:
             raise ValueError(f"{name!r} is not a local engine")
         self.name = name
         # spawn: the bridge's event loop and NATS threads must not be forked into workers.
-        self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=lifeline.hold,
+            initargs=(os.getpid(),),
+        )
         self._runs: dict[str, Future[str]] = {}
         self._lock = threading.Lock()
 
@@ -188,15 +207,19 @@ class LocalEngine:
                 self._runs[run_name] = future
         return SubmittedRun(run_id=run_name, url=f"{self.name}://{run_name}", state="Running")
 
+    def resume(self, pipeline: str, params: dict[str, Any], run_id: str) -> SubmittedRun:
+        """Start again, under ``run_id``, a run that a killed bridge was doing."""
+        return self.submit(pipeline, params, run_id, None)
+
     def status(self, run_id: str) -> RunStatus:
         url = f"{self.name}://{run_id}"
         future = self._runs.get(run_id)
         if future is None:
             return RunStatus(
                 run_id=run_id,
-                state="Failed",
+                state=INTERRUPTED,
                 url=url,
-                error="interrupted: the bridge restarted while this local run was in progress",
+                error="interrupted: the bridge stopped while this local run was in progress",
             )
         if not future.done():
             return RunStatus(run_id=run_id, state="Running", url=url)
@@ -206,6 +229,11 @@ class LocalEngine:
         return RunStatus(run_id=run_id, state="Succeeded", url=url)
 
     def close(self) -> None:
+        """End every worker with all it started; a run in progress is left to be resumed."""
+        workers = dict(getattr(self._pool, "_processes", None) or {})
+        for pid, process in workers.items():
+            if process.exitcode is None:  # not reaped yet, so the pid is still this worker's
+                lifeline.kill_group(pid)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

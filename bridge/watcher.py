@@ -1,9 +1,11 @@
 """Follows submitted runs to their end and publishes each change of state.
 
 After a restart it picks up every claim the KV says was submitted and has not ended, and
-re-publishes where each stands. A record is saved before its event goes out, so a crash may repeat
-an event, never lose or reorder one; ``running`` is always published before a final state, even
-when the run ended between two polls.
+re-publishes where each stands. A local run that the previous bridge was doing when it stopped is
+started again under its run id (its steps converge after a crash), at most
+``bridge_local_resume_attempts`` times, then it ends failed. A record is saved before its event
+goes out, so a crash may repeat an event, never lose or reorder one; ``running`` is always
+published before a final state, even when the run ended between two polls.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from nats.js import JetStreamContext
 
 from bridge.claims import ClaimRecord, ClaimStore
-from bridge.engines import EngineSet, call_engine, run_state
+from bridge.engines import INTERRUPTED, EngineSet, ResumableEngine, call_engine, run_state
 from bridge.messages import RunState, StatusError, status_subject
 from bridge.metrics import BridgeMetrics
 from components.settings import Settings
@@ -116,6 +119,13 @@ class Watcher:
         except Exception as exc:  # the engine's API is down: try again next pass
             log.warning("cannot read the run's status: %s", exc, extra=extra)
             return
+        if status.state == INTERRUPTED and isinstance(engine, ResumableEngine):
+            limit = self.settings.bridge_local_resume_attempts
+            if record.resumes < limit:
+                await self._resume(record, revision, engine, extra)
+                return
+            used = f"{record.resumes} of LLMW_BRIDGE_LOCAL_RESUME_ATTEMPTS={limit}"
+            status.error = f"{status.error}; not started again ({used} used)"
         state = run_state(status.state)
         if state is record.state or state is RunState.submitted:
             return
@@ -145,6 +155,29 @@ class Watcher:
             self.metrics.runs_succeeded.labels(engine=record.engine).inc()
         else:
             self.metrics.failed.labels(engine=record.engine).inc()
+
+    async def _resume(
+        self, record: ClaimRecord, revision: int, engine: ResumableEngine, extra: dict[str, Any]
+    ) -> None:
+        """Start an interrupted local run again under its run id; its state stays as it is."""
+        assert record.run_id is not None
+        updated = record.model_copy(update={"resumes": record.resumes + 1})
+        try:
+            # Counted before it starts: a bridge that keeps crashing cannot resume it forever.
+            revision = await self.claims.save(updated, revision)
+        except Exception as exc:  # NATS away: the next pass tries again
+            log.warning("cannot record the resumption: %s", exc, extra=extra)
+            return
+        self._followed[record.request_id] = (updated, revision)
+        try:
+            await call_engine(
+                engine, engine.resume, record.pipeline, record.parameters, record.run_id
+            )
+        except Exception as exc:  # still unknown next pass: resumed again, or failed
+            log.warning("cannot resume the run: %s", exc, extra=extra)
+            return
+        limit = self.settings.bridge_local_resume_attempts
+        log.info("resumed an interrupted run (%d of %d)", updated.resumes, limit, extra=extra)
 
     async def _publish(self, record: ClaimRecord) -> None:
         await self.js.publish(status_subject(record.request_id), record.status().encode())

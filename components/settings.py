@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     bridge_ack_wait_s: float = Field(60.0, gt=0)
     bridge_max_deliver: int = Field(20, ge=1)
     bridge_workers: int = Field(4, ge=1)
+    # A local run a killed bridge was doing is run again by the next bridge, under its run id,
+    # at most this many times; then it ends failed (interrupted).
+    bridge_local_resume_attempts: int = Field(2, ge=0)
     bridge_poll_s: float = Field(5.0, gt=0)
     bridge_fetch_batch: int = Field(64, ge=1, le=1024)
     bridge_max_in_flight: int = Field(256, ge=1)
