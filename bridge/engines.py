@@ -36,7 +36,7 @@ _STATES = {
     "cancelled": RunState.failed,
     "interrupted": RunState.failed,  # unless the watcher resumes it
 }
-# A local run this process did not start: the bridge that did was killed while it ran.
+# A local run this process did not start: the bridge that did stopped (crashed) while it ran.
 INTERRUPTED = "Interrupted"
 TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
 T = TypeVar("T")
@@ -208,7 +208,7 @@ class LocalEngine:
         return SubmittedRun(run_id=run_name, url=f"{self.name}://{run_name}", state="Running")
 
     def resume(self, pipeline: str, params: dict[str, Any], run_id: str) -> SubmittedRun:
-        """Start again, under ``run_id``, a run that a killed bridge was doing."""
+        """Start again, under ``run_id``, a run that a stopped bridge was doing."""
         return self.submit(pipeline, params, run_id, None)
 
     def status(self, run_id: str) -> RunStatus:
