@@ -4,6 +4,7 @@ requests and reading status events and dead letters back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,20 +12,34 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import nats
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerInfo, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from bridge.engines import EngineSet
-from bridge.messages import PipelineRequest, PipelineStatus, RunState, trigger_subject
+from bridge.messages import (
+    DEAD_LETTER_PREFIX,
+    STATUS_PREFIX,
+    PipelineRequest,
+    PipelineStatus,
+    RunState,
+    status_subject,
+    trigger_subject,
+)
 from bridge.metrics import BridgeMetrics
 from bridge.service import Bridge
 from components.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+STREAM = "AI_PIPELINE"  # the bridge's defaults (components.settings)
+CONSUMER = "llmw-bridge"
+READ_TIMEOUT_S = 30.0  # for one stored message to come back: generous, never waited on idle
+INACTIVE_THRESHOLD_S = 5.0  # a reader's consumer outlives a reader that died by this much
 
 
 def bridge_settings(url: str, **overrides: Any) -> Settings:
@@ -118,33 +133,90 @@ def send(url: str, req: PipelineRequest, msg_id: bool = True) -> None:
 
 
 async def _stream_messages(
-    url: str, subject: str, limit: float
+    url: str, subject: str, timeout_s: float = READ_TIMEOUT_S, stream: str = STREAM
 ) -> list[tuple[bytes, dict[str, str]]]:
+    """Every message the stream holds on ``subject`` (wildcards allowed) when called, in order.
+
+    The stream says how many it holds; exactly those are read back, however long they take to
+    arrive (up to ``timeout_s`` each): no quiet window that a loaded machine could outlast.
+    """
     nc = await nats.connect(url)
     found: list[tuple[bytes, dict[str, str]]] = []
     try:
-        sub = await nc.jetstream().subscribe(
-            subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info(stream, subjects_filter=subject)
+        except NotFoundError:
+            return found  # no stream yet: nothing published
+        count = sum((info.state.subjects or {}).values())
+        if count == 0:
+            return found
+        sub = await js.subscribe(
+            subject,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=INACTIVE_THRESHOLD_S,
         )
-        while True:
+        while len(found) < count:
             try:
-                msg = await sub.next_msg(timeout=limit)
+                msg = await sub.next_msg(timeout=timeout_s)
             except (TimeoutError, nats.errors.TimeoutError):
-                break
+                raise AssertionError(
+                    f"{stream} holds {count} messages on {subject}; {len(found)} came back"
+                ) from None
             found.append((msg.data, dict(msg.headers or {})))
+        # Tests poll this in loops: leave no consumer behind for the server to count.
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(stream, (await sub.consumer_info()).name)
     finally:
         await nc.close()
     return found
 
 
-def statuses(url: str, request_id: str, quiet_s: float = 0.3) -> list[PipelineStatus]:
-    """Every status event published for ``request_id`` so far, in order."""
-    raw = asyncio.run(_stream_messages(url, f"ai.pipeline.status.{request_id}", quiet_s))
+def statuses(url: str, request_id: str, quiet_s: float | None = None) -> list[PipelineStatus]:
+    """Every status event published for ``request_id`` so far, in order. (``quiet_s`` is
+    ignored: kept for callers from when reading stopped after a quiet window.)"""
+    raw = asyncio.run(_stream_messages(url, status_subject(request_id)))
     return [PipelineStatus.decode(data) for data, _ in raw]
 
 
-def dead_letters(url: str, quiet_s: float = 0.3) -> list[tuple[bytes, dict[str, str]]]:
-    return asyncio.run(_stream_messages(url, "ai.pipeline.deadletter.>", quiet_s))
+def all_statuses(url: str) -> list[PipelineStatus]:
+    """Every status event of every request so far, in stream order."""
+    raw = asyncio.run(_stream_messages(url, STATUS_PREFIX + ">"))
+    return [PipelineStatus.decode(data) for data, _ in raw]
+
+
+def dead_letters(url: str, quiet_s: float | None = None) -> list[tuple[bytes, dict[str, str]]]:
+    """Every dead letter so far (bytes, headers), in order. (``quiet_s`` is ignored.)"""
+    return asyncio.run(_stream_messages(url, DEAD_LETTER_PREFIX + ">"))
+
+
+async def _consumer_info(url: str, stream: str, consumer: str) -> ConsumerInfo | None:
+    nc = await nats.connect(url)
+    try:
+        return await nc.jetstream().consumer_info(stream, consumer)
+    except NotFoundError:
+        return None
+    finally:
+        await nc.close()
+
+
+def consumer_info(url: str, stream: str = STREAM, consumer: str = CONSUMER) -> ConsumerInfo | None:
+    """The bridge's consumer as the server sees it (None when it does not exist)."""
+    return asyncio.run(_consumer_info(url, stream, consumer))
+
+
+def wait_consumer_settled(url: str, timeout_s: float = 30.0) -> ConsumerInfo:
+    """The consumer's info once nothing is left to deliver and nothing delivered is unacked."""
+    found: list[ConsumerInfo] = []
+
+    def settled() -> bool:
+        info = consumer_info(url)
+        found[:] = [info] if info is not None else []
+        return info is not None and info.num_pending == 0 and info.num_ack_pending == 0
+
+    wait_for(settled, timeout_s, "the bridge's consumer to settle")
+    return found[0]
 
 
 def wait_for_state(
@@ -155,7 +227,7 @@ def wait_for_state(
 
     def reached() -> bool:
         nonlocal found
-        found = statuses(url, request_id, quiet_s=0.05)
+        found = statuses(url, request_id)
         return any(s.state is state for s in found)
 
     wait_for(reached, timeout_s, f"{request_id} {state.value}")
@@ -176,6 +248,15 @@ def packb(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+@dataclass
+class Life:
+    """One start of a bridge process: its pid, and when it was SIGKILLed (``time.time()``, taken
+    once it is dead), if it was."""
+
+    pid: int
+    killed: float | None = None
+
+
 class BridgeProcess:
     """``testing.bridge_process`` in a subprocess, to be SIGKILLed and started again."""
 
@@ -192,13 +273,16 @@ class BridgeProcess:
             *extra,
         ]
         self.process: subprocess.Popen[bytes] | None = None
+        self.lives: list[Life] = []
 
-    def start(self) -> BridgeProcess:
+    def start(self, *extra: str) -> BridgeProcess:
+        """Start it (``extra`` arguments for this start only)."""
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         stderr = self.log.open("ab") if self.log else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            self.command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr
+            [*self.command, *extra], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr
         )
+        self.lives.append(Life(self.process.pid))
         if self.log:
             stderr.close()  # type: ignore[union-attr]
         return self
@@ -207,8 +291,22 @@ class BridgeProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+            self.lives[-1].killed = time.time()
 
     def terminate(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, then its exit code."""
+        self.send_sigterm()
+        return self.wait(timeout_s)
+
+    def send_sigterm(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout_s: float = 30.0) -> int:
+        assert self.process is not None
         return self.process.wait(timeout_s)
+
+    @property
+    def killed(self) -> dict[int, float]:
+        """pid -> when it was SIGKILLed, for every start that was."""
+        return {life.pid: life.killed for life in self.lives if life.killed is not None}

@@ -18,6 +18,8 @@ def main() -> None:
     parser.add_argument("--runs-dir", type=Path, required=True)
     parser.add_argument("--fail-rate", type=float, default=0.0)
     parser.add_argument("--run-s", type=float, default=0.0)
+    parser.add_argument("--submit-s", type=float, default=0.0, help="each submission's duration")
+    parser.add_argument("--hang-after-create-s", type=float, default=0.0)
     parser.add_argument("--idempotent", action="store_true")
     parser.add_argument("--poll-s", type=float, default=0.2)
     parser.add_argument("--log-level", default="WARNING")
@@ -41,6 +43,8 @@ def main() -> None:
             idempotent=args.idempotent,
             fail_rate=args.fail_rate,
             run_s=args.run_s,
+            submit_s=args.submit_s,
+            hang_after_create_s=args.hang_after_create_s,
         )
 
     serve(settings, EngineSet(settings, factory=factory), log_level=args.log_level)

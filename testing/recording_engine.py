@@ -1,5 +1,11 @@
 """An engine for bridge tests and benches whose runs are files, so runs are countable across
-bridge processes (killed and restarted) and duplicates cannot hide."""
+bridge processes (killed and restarted) and duplicates cannot hide.
+
+Every ``submit`` call is also appended to ``runs_dir/submissions.jsonl`` (one ``write`` of one
+line to a file opened for appending, so a SIGKILLed bridge loses at most the call it was in):
+which run name, which process, when it began, and whether it failed, created a run or adopted an
+existing one. Surviving runs say what exists; this log says how often the bridge asked.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import random
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +41,8 @@ class RecordingEngine:
         run_s: float = 0.0,
         failing_runs: frozenset[str] = frozenset(),
         seed: int | None = None,
+        submit_s: float = 0.0,
+        hang_after_create_s: float = 0.0,
     ) -> None:
         self.name = name
         self.runs_dir = runs_dir
@@ -42,6 +51,10 @@ class RecordingEngine:
         self.fail_first = fail_first
         self.run_s = run_s
         self.failing_runs = failing_runs
+        self.submit_s = submit_s  # how long each submission takes, as a slow API would
+        # How long a call that created a run takes to answer: a bridge killed meanwhile has
+        # submitted and not recorded it.
+        self.hang_after_create_s = hang_after_create_s
         self._random = random.Random(seed)
         self._calls: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -50,12 +63,24 @@ class RecordingEngine:
     def submit(
         self, pipeline: str, params: dict[str, Any], run_name: str, experiment: str | None
     ) -> SubmittedRun:
+        began = time.time()
         with self._lock:
             calls = self._calls[run_name] = self._calls.get(run_name, 0) + 1
             unlucky = self._random.random() < self.fail_rate
+        if self.submit_s:
+            time.sleep(self.submit_s)
         if calls <= self.fail_first or unlucky:
+            record_submission(self.runs_dir, run_name, began, "failed")
             raise SubmitError(f"{self.name}: injected transient failure", status=503)
         run_id = run_name if self.idempotent else f"{run_name}--{uuid.uuid4().hex[:8]}"
+        created = self.create_run(run_id, run_name, pipeline, params)
+        record_submission(self.runs_dir, run_name, began, "created" if created else "adopted")
+        if created and self.hang_after_create_s:
+            time.sleep(self.hang_after_create_s)
+        return SubmittedRun(run_id=run_id, url=f"test://{run_id}", state="Pending")
+
+    def create_run(self, run_id: str, run_name: str, pipeline: str, params: dict[str, Any]) -> bool:
+        """Write the run's file; False when a run of that id existed (it is adopted)."""
         record = {"run_name": run_name, "pipeline": pipeline, "params": params, "at": time.time()}
         path = self.runs_dir / f"{run_id}.json"
         # Written aside, then linked into place: readers never see half a file, and a link to
@@ -65,10 +90,10 @@ class RecordingEngine:
         try:
             os.link(draft, path)
         except FileExistsError:
-            pass  # adopted: the same run, created before
+            return False  # adopted: the same run, created before
         finally:
             draft.unlink()
-        return SubmittedRun(run_id=run_id, url=f"test://{run_id}", state="Pending")
+        return True
 
     def status(self, run_id: str) -> RunStatus:
         path = self.runs_dir / f"{run_id}.json"
@@ -94,3 +119,39 @@ def runs_by_name(runs_dir: Path) -> dict[str, int]:
         name = json.loads(path.read_text())["run_name"]
         counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+SUBMISSIONS = "submissions.jsonl"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One ``submit`` call: ``outcome`` is ``failed``, ``created`` or ``adopted``."""
+
+    run_name: str
+    pid: int
+    began: float  # time.time() when the call began
+    outcome: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome != "failed"
+
+
+def record_submission(runs_dir: Path, run_name: str, began: float, outcome: str) -> None:
+    entry = {"run_name": run_name, "pid": os.getpid(), "began": began, "outcome": outcome}
+    line = json.dumps(entry)
+    fd = os.open(runs_dir / SUBMISSIONS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def submissions(runs_dir: Path) -> list[Submission]:
+    """Every ``submit`` call logged so far, in the order they were logged."""
+    try:
+        lines = (runs_dir / SUBMISSIONS).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [Submission(**json.loads(line)) for line in lines if line.strip()]

@@ -68,8 +68,7 @@ def test_contradictions_and_missing_files_name_the_setting(
         connect_options(_settings(**values))
 
 
-def test_two_kinds_of_file_auth_are_refused(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+def test_two_kinds_of_file_auth_are_refused(tmp_path: Path) -> None:
     seed, creds = tmp_path / "u.nk", tmp_path / "u.creds"
     seed.write_text("SUA...")
     creds.write_text("-----BEGIN NATS USER JWT-----")
@@ -81,11 +80,13 @@ def test_nkey_seed_and_creds_files_are_passed_as_paths(tmp_path: Path, monkeypat
     seed, creds = tmp_path / "u.nk", tmp_path / "u.creds"
     seed.write_text("SUA...")
     creds.write_text("-----BEGIN NATS USER JWT-----")
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
     assert connect_options(_settings(nats_nkey_seed_file=seed))["nkeys_seed"] == str(seed)
     assert connect_options(_settings(nats_creds_file=creds))["user_credentials"] == str(creds)
     # Without the nkeys package nats-py would fail only at connect time; say so up front.
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "nkeys" else real_find_spec(name)
+    )
     with pytest.raises(ValueError, match="LLMW_NATS_CREDS_FILE needs the nkeys package"):
         connect_options(_settings(nats_creds_file=creds))
 

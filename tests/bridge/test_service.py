@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
-from bridge.messages import PipelineStatus, RunState, trigger_subject
+import pytest
+
+from bridge.engines import run_name_for
+from bridge.messages import RunState, trigger_subject
+from components.orchestration.runs import SubmitError
 from testing.bridge_harness import (
+    BridgeThread,
+    all_statuses,
+    collapsed,
     request,
     send,
     states,
     statuses,
+    wait_consumer_settled,
     wait_for,
     wait_for_state,
 )
 from testing.nats_server import NatsServer
-from testing.recording_engine import runs_by_name
+from testing.recording_engine import RecordingEngine, runs_by_name, submissions
 
 FULL_LIFE = ["accepted", "submitted", "running", "succeeded"]
 
@@ -75,8 +84,6 @@ def test_transient_submit_failures_are_retried_until_one_run(
 def test_a_permanent_submit_failure_ends_failed_with_the_reason(
     nats_server: NatsServer, start_bridge: Any
 ) -> None:
-    from components.orchestration.runs import SubmitError
-
     class Refusing:
         name = "argo"
 
@@ -100,8 +107,6 @@ def test_a_permanent_submit_failure_ends_failed_with_the_reason(
 def test_a_run_that_fails_is_reported_failed(
     nats_server: NatsServer, start_bridge: Any, runs_dir: Path
 ) -> None:
-    from bridge.engines import run_name_for
-
     start_bridge(failing_runs=frozenset({run_name_for("document-ingestion", "req-6")}))
     send(nats_server.url, request("req-6"))
     events = wait_for_state(nats_server.url, "req-6", RunState.failed)
@@ -176,7 +181,6 @@ def test_a_slow_submission_keeps_its_message_without_a_redelivery(
     import time
 
     from testing.bridge_harness import bridge_settings
-    from testing.recording_engine import RecordingEngine
 
     class Slow(RecordingEngine):
         def submit(self, *args: Any) -> Any:
@@ -192,36 +196,81 @@ def test_a_slow_submission_keeps_its_message_without_a_redelivery(
     assert sum(runs_by_name(runs_dir).values()) == 1
 
 
+class GatedEngine(RecordingEngine):
+    """Idempotent runs; the first submission fails (HTTP 503). ``gates[n]``, when set, holds
+    call ``n`` (1-based) until the bridge has received that many deliveries and is done with
+    every other, so a copy of the request is handled while that submission is in progress,
+    every time. Calls for one run that overlap are noted in ``overlaps``."""
+
+    def __init__(self, runs_dir: Path, gates: dict[int, int]) -> None:
+        super().__init__("argo", runs_dir, idempotent=True, fail_first=1)
+        self.gates = gates
+        self.bridge: BridgeThread | None = None
+        self.failed = threading.Event()
+        self.waited: dict[int, int] = {}  # call -> deliveries seen when it went on
+        self.overlaps: list[str] = []
+        self._count = 0
+        self._running: set[str] = set()
+
+    def _copy_handled(self, wanted: int) -> bool:
+        assert self.bridge is not None
+        metrics = self.bridge.metrics
+        return metrics.received._value.get() >= wanted and metrics.in_flight._value.get() <= 1
+
+    def submit(self, *args: Any) -> Any:
+        run_name = args[2]
+        with self._lock:
+            self._count += 1
+            call = self._count
+            if run_name in self._running:
+                self.overlaps.append(f"call {call} while another was in progress")
+            self._running.add(run_name)
+        try:
+            if call in self.gates:
+                wanted = self.gates[call]
+                wait_for(lambda: self._copy_handled(wanted), 30, f"delivery {wanted} handled")
+                self.waited[call] = wanted
+            return super().submit(*args)
+        except SubmitError:
+            self.failed.set()
+            raise
+        finally:
+            with self._lock:
+                self._running.discard(run_name)
+
+
+@pytest.mark.parametrize(
+    ("case", "gates"),
+    [
+        # The copy is delivered while the first submission (which fails) is in progress.
+        ("during the failing submission", {1: 2}),
+        # After the failure, one copy submits; the other (the retry or the copy, whichever
+        # comes second) is delivered while that submission is in progress.
+        ("during the retry", {2: 3}),
+    ],
+)
 def test_copies_racing_a_failed_first_submission_lose_nothing_and_run_once(
-    nats_server: NatsServer, start_bridge: Any, runs_dir: Path
+    nats_server: NatsServer, start_bridge: Any, runs_dir: Path, case: str, gates: dict[int, int]
 ) -> None:
-    # Each request's first submission fails and is retried after 0.05 s; a second copy (another
-    # stream message) lands around that retry, at staggered offsets. Only one copy may submit,
-    # and no copy may be acked before the claim holds a run (an ack of the retrying copy while
-    # the other was being handled used to strand the request, claimed and never run).
-    import asyncio
-
-    import nats
-
-    async def publish_copies() -> None:
-        nc = await nats.connect(nats_server.url)
-        js = nc.jetstream()
-        for i in range(40):
-            req = request(f"race-{i}")
-            await js.publish(
-                trigger_subject(req.pipeline), req.encode(), headers={"Nats-Msg-Id": req.request_id}
-            )
-            await asyncio.sleep(0.035 + i * 0.001)
-            await js.publish(trigger_subject(req.pipeline), req.encode())
-            await asyncio.sleep(0.05)
-        await nc.close()
-
-    start_bridge(fail_first=1)
-    asyncio.run(publish_copies())
-    for i in range(40):
-        wait_for_state(nats_server.url, f"race-{i}", RunState.succeeded)
-    counts = runs_by_name(runs_dir)
-    assert len(counts) == 40 and set(counts.values()) == {1}
+    # Only one copy may submit successfully, and no copy may be acked before the claim holds a
+    # run (an ack of the retrying copy while the other was being handled used to strand the
+    # request, claimed and never run): the copy that finds another in progress is left for
+    # later and then found a duplicate.
+    engine = GatedEngine(runs_dir, gates)
+    engine.bridge = bridge = start_bridge(engines=[engine])
+    req = request("race-1")
+    send(nats_server.url, req)
+    if 1 not in gates:
+        assert engine.failed.wait(30)  # the copy comes after the failure
+    send(nats_server.url, req, msg_id=False)  # a second stream message: not deduplicated
+    events = wait_for_state(nats_server.url, "race-1", RunState.succeeded)
+    assert engine.waited == gates, case  # the race happened
+    wait_consumer_settled(nats_server.url)  # the copy left for later was handled too
+    assert engine.overlaps == []
+    assert collapsed(events) == FULL_LIFE
+    assert [c.outcome for c in submissions(runs_dir)] == ["failed", "created"]
+    assert bridge.metrics.duplicates._value.get() == 1
+    assert runs_by_name(runs_dir) == {run_name_for(req.pipeline, req.request_id): 1}
 
 
 def test_a_burst_of_requests_on_an_engine_that_never_blocks_all_run_once_in_order(
@@ -234,8 +283,6 @@ def test_a_burst_of_requests_on_an_engine_that_never_blocks_all_run_once_in_orde
     import nats
 
     from bridge.watcher import WATCH_SLICE
-    from testing.bridge_harness import _stream_messages
-    from testing.recording_engine import RecordingEngine
 
     class InlineEngine(RecordingEngine):
         blocking = False
@@ -256,10 +303,8 @@ def test_a_burst_of_requests_on_an_engine_that_never_blocks_all_run_once_in_orde
     events: dict[str, list[str]] = {}
 
     def all_ended() -> bool:
-        found = asyncio.run(_stream_messages(nats_server.url, "ai.pipeline.status.>", 0.2))
         events.clear()
-        for data, _ in found:
-            status = PipelineStatus.decode(data)
+        for status in all_statuses(nats_server.url):
             events.setdefault(status.request_id, []).append(status.state.value)
         ended = [e for e in events.values() if e and e[-1] == "succeeded"]
         return len(ended) == count

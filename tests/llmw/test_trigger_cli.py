@@ -43,13 +43,22 @@ def test_wait_prints_each_status_until_the_run_succeeds(
 def test_a_failed_run_exits_1_and_a_rejected_request_exits_2(
     nats_server: NatsServer,  # noqa: F811
     start_bridge: Any,  # noqa: F811
+    runs_dir: Path,  # noqa: F811
 ) -> None:
     start_bridge(failing_runs=frozenset({run_name_for("document-ingestion", "cli-2")}))
     env = {"LLMW_NATS_URL": nats_server.url}
-    args = ["trigger", "document-ingestion", "-p", "source=examples/docs", "--engine", "argo"]
-    failed = llmw(*args, "--request-id", "cli-2", "--wait", env=env)
-    assert failed.returncode == 1
+    args = ["trigger", "document-ingestion", "--engine", "argo", "--wait", "--timeout", "60"]
+    failed = llmw(*args, "-p", "source=examples/docs", "--request-id", "cli-2", env=env)
+    assert failed.returncode == 1, failed.stderr
     assert failed.stdout.splitlines()[-1].endswith("(run_failed: step exploded)")
+    # Valid parameters, so the CLI's own check lets it through, but over the bridge's 64 KiB
+    # message limit: the bridge rejects it (under the id in its Nats-Msg-Id header).
+    long_source = "source=s3://docs/" + "x" * (70 * 1024)
+    rejected = llmw(*args, "-p", long_source, "--request-id", "cli-3", env=env)
+    assert rejected.returncode == 2, rejected.stderr
+    last = rejected.stdout.splitlines()[-1]
+    assert " rejected (too_large: message is " in last and "65536-byte limit" in last
+    assert run_name_for("document-ingestion", "cli-3") not in runs_by_name(runs_dir)
 
 
 def test_bad_parameters_are_refused_before_publishing(nats_server: NatsServer) -> None:  # noqa: F811
