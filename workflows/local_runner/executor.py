@@ -1,0 +1,262 @@
+"""The executor: one leaf node (script or container template) in a subprocess, with retries."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .expressions import parse_duration
+from .model import NodeError, NodeStatus, Outcome, UnsupportedFeatureError, safe_name
+from .templating import substitute, substitute_all
+
+MAX_RESULT_BYTES = 256 * 1024  # Argo keeps the last 256 kB of a script's stdout
+_PYTHON = re.compile(r"python(3(\.\d+)?)?")
+
+
+def backoff_delay(backoff: Mapping[str, Any], attempt: int) -> float:
+    """Argo's wait before retry ``attempt + 1``: ``duration * factor^attempt``, at most ``cap``."""
+    if "duration" not in backoff:
+        return 0.0
+    delay = parse_duration(backoff["duration"])
+    factor = float(backoff.get("factor") or 1)
+    delay *= factor**attempt
+    if backoff.get("cap") is not None:
+        delay = min(delay, parse_duration(backoff["cap"]))
+    return delay
+
+
+def retries(policy: str, phase: str) -> bool:
+    """Whether ``retryPolicy`` retries an attempt that ended in ``phase``."""
+    return {
+        "Always": True,
+        "OnFailure": phase == "Failed",
+        "OnError": phase == "Error",
+        "OnTransientError": phase == "Error",
+    }[policy]
+
+
+@dataclass
+class _Launch:
+    """One attempt's command line and where its files go."""
+
+    argv: list[str]
+    env: dict[str, str]
+    folder: Path
+    outputs_dir: str | None  # the template's hera__outputs_directory
+    local_outputs: Path  # where that directory is here
+
+
+@dataclass
+class LeafExecutor:
+    """Runs leaf nodes as the Argo executor would, each attempt in a subprocess.
+
+    ``env`` is every step's environment; ``work_dir`` (the run's folder) keeps each attempt's
+    script, logs and outputs under ``nodes/<node>/attempt-<n>``; output artifacts are copied
+    under ``artifacts_dir``. ``python`` replaces a ``python``/``python3`` command; ``cwd`` is where
+    commands run (and what relative output paths are relative to). ``max_backoff_s`` caps each
+    retry wait.
+    """
+
+    workflow_name: str
+    work_dir: Path
+    artifacts_dir: Path
+    env: Mapping[str, str]
+    python: str
+    cwd: Path
+    max_backoff_s: float
+
+    def run(self, tmpl: dict[str, Any], scope: dict[str, str], node: NodeStatus) -> Outcome:
+        """Attempt the template, retried under its ``retryStrategy``: the last attempt's outcome."""
+        retry = tmpl.get("retryStrategy")
+        limit = int(retry["limit"]) if retry else 0
+        policy = (retry or {}).get("retryPolicy") or "OnFailure"
+        backoff = (retry or {}).get("backoff") or {}
+        first_start = time.monotonic()
+        attempt = 0
+        while True:
+            node.attempts = attempt + 1
+            outcome, exit_code = self.attempt(tmpl, scope, node, attempt)
+            node.exit_code = exit_code
+            if outcome.phase == "Succeeded" or attempt >= limit:
+                if outcome.phase != "Succeeded" and attempt > 0:
+                    outcome.message = f"{outcome.message} (after {attempt + 1} attempts)"
+                return outcome
+            if not retries(policy, outcome.phase):
+                return outcome
+            delay = backoff_delay(backoff, attempt)
+            max_duration = backoff.get("maxDuration")
+            elapsed = time.monotonic() - first_start
+            if max_duration is not None and elapsed + delay > parse_duration(max_duration):
+                return outcome
+            time.sleep(min(delay, self.max_backoff_s))
+            attempt += 1
+
+    def attempt(
+        self, tmpl: dict[str, Any], scope: dict[str, str], node: NodeStatus, attempt: int
+    ) -> tuple[Outcome, int | None]:
+        """One attempt: its outcome and the process's exit code (None when it never exited)."""
+        where = f"template {tmpl['name']!r}"
+        scope = {**scope, "retries": str(attempt), "pod.name": node.name}
+        launch = self._prepare(tmpl, scope, node, attempt, where)
+        timeout = tmpl.get("timeout") or tmpl.get("activeDeadlineSeconds")
+        stderr_path = launch.folder / "stderr.log"
+        try:
+            with stderr_path.open("wb") as stderr:
+                done = subprocess.run(
+                    launch.argv,
+                    cwd=self.cwd,
+                    env=launch.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                    timeout=parse_duration(timeout) if timeout is not None else None,
+                    check=False,
+                )
+        except subprocess.TimeoutExpired:
+            return Outcome("Failed", f"timed out after {timeout} (log: {stderr_path})"), None
+        except OSError as exc:
+            return Outcome("Error", f"cannot start {launch.argv[0]!r}: {exc}"), None
+        result = self._result(done.stdout, launch.folder)
+        if done.returncode != 0:
+            tail = _tail(stderr_path)
+            message = f"Error (exit code {done.returncode})" + (f": {tail}" if tail else "")
+            return Outcome("Failed", message, result=result), done.returncode
+        try:
+            parameters, artifacts = self._leaf_outputs(tmpl, scope, launch, node, where)
+        except NodeError as exc:
+            return Outcome("Error", str(exc), result=result), done.returncode
+        return Outcome("Succeeded", None, result, parameters, artifacts), done.returncode
+
+    def _prepare(
+        self,
+        tmpl: dict[str, Any],
+        scope: dict[str, str],
+        node: NodeStatus,
+        attempt: int,
+        where: str,
+    ) -> _Launch:
+        """The attempt's folder and command: ``command + args``, then a script's source file."""
+        folder = self.work_dir / "nodes" / safe_name(node.name) / f"attempt-{attempt}"
+        folder.mkdir(parents=True, exist_ok=True)
+        kind = "script" if "script" in tmpl else "container"
+        body = tmpl[kind]
+        command = [str(c) for c in substitute_all(body.get("command", []), scope, where)]
+        args = [str(a) for a in substitute_all(body.get("args", []), scope, where)]
+        if command and _PYTHON.fullmatch(Path(command[0]).name):
+            command[0] = self.python
+        env, outputs_dir, local_outputs = self._step_env(body, scope, folder, where)
+        argv = command + args
+        if kind == "script":
+            source = substitute(str(body.get("source", "")), scope, f"{where}.script.source")
+            script = folder / "script"
+            script.write_text(source, encoding="utf-8")
+            argv.append(str(script))
+        return _Launch(argv, env, folder, outputs_dir, local_outputs)
+
+    @staticmethod
+    def _result(stdout_bytes: bytes, folder: Path) -> str:
+        """``outputs.result``: stdout less one trailing newline, its last 256 kB (kept in a log)."""
+        stdout = stdout_bytes.decode("utf-8", "replace")
+        (folder / "stdout.log").write_text(stdout, encoding="utf-8")
+        result = stdout[:-1] if stdout.endswith("\n") else stdout
+        if len(result.encode()) > MAX_RESULT_BYTES:
+            result = result.encode()[-MAX_RESULT_BYTES:].decode("utf-8", "ignore")
+        return result
+
+    def _step_env(
+        self, body: dict[str, Any], scope: dict[str, str], folder: Path, where: str
+    ) -> tuple[dict[str, str], str | None, Path]:
+        """The subprocess environment: this runner's, plus only Hera's runner variables from the
+        template (cluster env — secrets, in-cluster endpoints, GPU variables — is dropped)."""
+        env = dict(self.env)
+        local_outputs = folder / "hera-outputs"
+        outputs_dir: str | None = None
+        for var in body.get("env", []):
+            name = var.get("name", "")
+            if not name.startswith("hera__") or "value" not in var:
+                continue
+            value = substitute(str(var["value"]), scope, f"{where}.env.{name}")
+            if name == "hera__outputs_directory":
+                outputs_dir = value
+                value = str(local_outputs)
+            env[name] = value
+        return env, outputs_dir, local_outputs
+
+    def _local_path(self, path: str, launch: _Launch) -> Path:
+        """Where an output path of the template is here (Hera's outputs directory remapped)."""
+        outputs_dir = launch.outputs_dir
+        if outputs_dir and (path == outputs_dir or path.startswith(outputs_dir.rstrip("/") + "/")):
+            return launch.local_outputs / path[len(outputs_dir.rstrip("/")) :].lstrip("/")
+        return self.cwd / path  # an absolute path stays as it is
+
+    def _leaf_outputs(
+        self,
+        tmpl: dict[str, Any],
+        scope: dict[str, str],
+        launch: _Launch,
+        node: NodeStatus,
+        where: str,
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        outputs = substitute_all(tmpl.get("outputs", {}), scope, f"{where}.outputs")
+        parameters: dict[str, str] = {}
+        for param in outputs.get("parameters", []):
+            value_from = param.get("valueFrom", {})
+            if "path" in value_from:
+                path = self._local_path(value_from["path"], launch)
+                if path.is_file():
+                    parameters[param["name"]] = path.read_text(encoding="utf-8")
+                elif "default" in value_from:
+                    parameters[param["name"]] = str(value_from["default"])
+                else:
+                    raise NodeError(
+                        f"output parameter {param['name']!r}: {value_from['path']} not written"
+                    )
+            elif "value" in param:
+                parameters[param["name"]] = str(param["value"])
+            else:
+                raise UnsupportedFeatureError(
+                    f"{where}: output parameter {param['name']!r} needs valueFrom.path or value"
+                )
+        artifacts: dict[str, str] = {}
+        for artifact in outputs.get("artifacts", []):
+            copied = self._copy_artifact(artifact, launch, node)
+            if copied is not None:
+                artifacts[artifact["name"]] = copied
+        return parameters, artifacts
+
+    def _copy_artifact(
+        self, artifact: dict[str, Any], launch: _Launch, node: NodeStatus
+    ) -> str | None:
+        """Copy an output artifact to the artifact folder (at its S3 ``key`` when it has one)."""
+        source = self._local_path(str(artifact.get("path", "")), launch)
+        if not source.exists():
+            if artifact.get("optional"):
+                return None
+            raise NodeError(
+                f"output artifact {artifact['name']!r}: {artifact.get('path')} not written"
+            )
+        key = (artifact.get("s3") or {}).get("key")
+        target = self.artifacts_dir / (
+            key or f"{self.workflow_name}/{safe_name(node.name)}/{artifact['name']}"
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(source, target)
+        return str(target)
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return " | ".join(kept)
