@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,8 @@ def is_s3(uri: str) -> bool:
 
 
 def write_text(uri: str, text: str, settings: Settings) -> None:
-    """Write ``text`` (UTF-8) to ``uri``, creating local parent folders."""
+    """Write ``text`` (UTF-8) to ``uri`` whole: a reader sees the old file or the new one, never
+    half of one (local files: a temporary file renamed into place; S3 puts are atomic)."""
     if is_s3(uri):
         bucket, key = parse_s3_uri(uri)
         data = text.encode("utf-8")
@@ -27,7 +30,11 @@ def write_text(uri: str, text: str, settings: Settings) -> None:
         return
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as partial:
+        partial.write(text)
+    os.replace(partial.name, path)
 
 
 def read_text(uri: str, settings: Settings) -> str:
