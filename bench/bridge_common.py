@@ -190,6 +190,11 @@ class NoopBridgeProcess:
             return ""
 
 
+def say(line: str) -> None:
+    """Progress, on stderr: the table goes to stdout."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def print_table(title: str, rows: list[tuple[str, str, str]], notes: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table

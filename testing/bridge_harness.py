@@ -123,7 +123,7 @@ def request(request_id: str, engine: str = "argo", **parameters: Any) -> Pipelin
     return PipelineRequest(
         request_id=request_id,
         pipeline="document-ingestion",
-        engine=engine,  # type: ignore[arg-type]
+        engine=engine,
         parameters={"source": "examples/docs", **parameters},
     )
 
@@ -245,16 +245,16 @@ def collapsed(events: list[PipelineStatus]) -> list[str]:
 
 
 def packb(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    return msgpack.packb(value, use_bin_type=True)
 
 
 @dataclass
 class Life:
-    """One start of a bridge process: its pid, and when it was SIGKILLed (``time.time()``, taken
-    once it is dead), if it was."""
+    """One start of a bridge process: its pid, and when it died (``time.time()``: taken once it
+    is dead when SIGKILLed here, or when it was found dead at the next start), if it did."""
 
     pid: int
-    killed: float | None = None
+    died: float | None = None
 
 
 class BridgeProcess:
@@ -277,6 +277,8 @@ class BridgeProcess:
 
     def start(self, *extra: str) -> BridgeProcess:
         """Start it (``extra`` arguments for this start only)."""
+        if self.process is not None and self.process.poll() is not None and self.lives:
+            self.lives[-1].died = self.lives[-1].died or time.time()  # exited on its own
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         stderr = self.log.open("ab") if self.log else subprocess.DEVNULL
         self.process = subprocess.Popen(
@@ -291,7 +293,7 @@ class BridgeProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
-            self.lives[-1].killed = time.time()
+            self.lives[-1].died = time.time()
 
     def terminate(self, timeout_s: float = 30.0) -> int:
         """SIGTERM, then its exit code."""
@@ -307,6 +309,6 @@ class BridgeProcess:
         return self.process.wait(timeout_s)
 
     @property
-    def killed(self) -> dict[int, float]:
-        """pid -> when it was SIGKILLed, for every start that was."""
-        return {life.pid: life.killed for life in self.lives if life.killed is not None}
+    def died(self) -> dict[int, float]:
+        """pid -> when it died, for every start that did (SIGKILLed, or exited on its own)."""
+        return {life.pid: life.died for life in self.lives if life.died is not None}

@@ -155,3 +155,33 @@ def submissions(runs_dir: Path) -> list[Submission]:
     except FileNotFoundError:
         return []
     return [Submission(**json.loads(line)) for line in lines if line.strip()]
+
+
+def repeats(
+    calls: list[Submission], died: dict[int, float], recorded: dict[str, float]
+) -> tuple[list[str], list[str]]:
+    """(allowed repeats, double submissions) among the successful ``submit`` calls.
+
+    ``died``: pid -> when that bridge process was killed; ``recorded``: run name -> when its run
+    was recorded (its request's first ``submitted`` event). The contract allows a repeat only
+    where a bridge died between submitting and recording: every earlier successful call for the
+    run name came from another process, which died before the repeat began and before the run
+    was recorded. Any other repeat is a double submission."""
+    by_name: dict[str, list[Submission]] = {}
+    for call in sorted(calls, key=lambda c: c.began):
+        if call.succeeded:
+            by_name.setdefault(call.run_name, []).append(call)
+    allowed: list[str] = []
+    double: list[str] = []
+    for name, made in by_name.items():
+        for n, call in enumerate(made[1:], 1):
+            ok = all(
+                earlier.pid != call.pid
+                and earlier.pid in died
+                and died[earlier.pid] < call.began
+                and recorded.get(name, float("inf")) > died[earlier.pid]
+                for earlier in made[:n]
+            )
+            what = f"{name}: {call.outcome} by pid {call.pid} after {made[:n]}"
+            (allowed if ok else double).append(what)
+    return allowed, double

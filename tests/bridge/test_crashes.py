@@ -29,7 +29,7 @@ from testing.bridge_harness import (
     wait_for,
 )
 from testing.nats_server import NatsServer
-from testing.recording_engine import Submission, runs_by_name, submissions
+from testing.recording_engine import repeats, runs_by_name, submissions
 
 REQUESTS = 60
 COPY_EVERY = 4  # these requests are published again as new stream messages (no dedup header)
@@ -52,34 +52,6 @@ def recorded_at(url: str, request_ids: list[str]) -> dict[str, float]:
         if events:
             found[run_name_for("document-ingestion", request_id)] = _epoch(events[0])
     return found
-
-
-def classify(
-    calls: list[Submission], killed: dict[int, float], recorded: dict[str, float]
-) -> tuple[list[str], list[str]]:
-    """(allowed repeats, double submissions) among the successful ``submit`` calls.
-
-    A repeat is allowed when every earlier successful call for the run name came from another
-    process, that process was SIGKILLed before the repeat began, and the run had not been
-    recorded before that kill."""
-    by_name: dict[str, list[Submission]] = {}
-    for call in sorted(calls, key=lambda c: c.began):
-        if call.succeeded:
-            by_name.setdefault(call.run_name, []).append(call)
-    allowed: list[str] = []
-    double: list[str] = []
-    for name, made in by_name.items():
-        for n, call in enumerate(made[1:], 1):
-            ok = all(
-                earlier.pid != call.pid
-                and earlier.pid in killed
-                and killed[earlier.pid] < call.began
-                and recorded.get(name, float("inf")) > killed[earlier.pid]
-                for earlier in made[:n]
-            )
-            what = f"{name}: {call.outcome} by pid {call.pid} after {made[:n]}"
-            (allowed if ok else double).append(what)
-    return allowed, double
 
 
 def test_a_bridge_killed_mid_stream_loses_nothing_and_submits_nothing_twice(
@@ -107,7 +79,7 @@ def test_a_bridge_killed_mid_stream_loses_nothing_and_submits_nothing_twice(
     finally:
         process.kill()
     calls = submissions(runs_dir)
-    _allowed, double = classify(calls, process.killed, recorded_at(url, ids))
+    _allowed, double = repeats(calls, process.died, recorded_at(url, ids))
     assert double == []
     assert {c.run_name for c in calls if c.succeeded} == {
         run_name_for("document-ingestion", r) for r in ids
@@ -141,7 +113,7 @@ def test_a_bridge_killed_between_submitting_and_recording_leaves_the_run_to_be_a
     assert [c.outcome for c in calls] == ["created", "adopted"]
     first, second = process.lives
     assert [c.pid for c in calls] == [first.pid, second.pid]
-    allowed, double = classify(calls, process.killed, recorded_at(url, ["adopt-1"]))
+    allowed, double = repeats(calls, process.died, recorded_at(url, ["adopt-1"]))
     assert (len(allowed), double) == (1, [])
     assert runs_by_name(runs_dir) == {run_name_for("document-ingestion", "adopt-1"): 1}
     assert collapsed(statuses(url, "adopt-1")) == FULL_LIFE
