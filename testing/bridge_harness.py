@@ -186,8 +186,8 @@ def all_statuses(url: str) -> list[PipelineStatus]:
     return [PipelineStatus.decode(data) for data, _ in raw]
 
 
-def dead_letters(url: str, quiet_s: float | None = None) -> list[tuple[bytes, dict[str, str]]]:
-    """Every dead letter so far (bytes, headers), in order. (``quiet_s`` is ignored.)"""
+def dead_letters(url: str) -> list[tuple[bytes, dict[str, str]]]:
+    """Every dead letter so far (bytes, headers), in order."""
     return asyncio.run(_stream_messages(url, DEAD_LETTER_PREFIX + ">"))
 
 

@@ -53,7 +53,9 @@ def test_a_republished_request_makes_no_second_run(
     wait_for_state(nats_server.url, "req-2", RunState.succeeded)
     # Published again without the dedup header: a second stream message for the same request.
     send(nats_server.url, request("req-2"), msg_id=False)
-    wait_for(lambda: bridge.metrics.duplicates._value.get() == 1, 10, "the duplicate")
+    # Counted before its status goes out: wait for the status, then count.
+    wait_for(lambda: len(statuses(nats_server.url, "req-2")) > 4, 10, "the duplicate's status")
+    assert bridge.metrics.duplicates._value.get() == 1
     events = statuses(nats_server.url, "req-2")
     assert states(events) == [*FULL_LIFE, "succeeded"]  # the current status, re-published
     assert runs_by_name(runs_dir) == {next(iter(runs_by_name(runs_dir))): 1}
