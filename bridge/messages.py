@@ -1,4 +1,5 @@
-"""The AI_PIPELINE message contract: requests in, status events out, MessagePack on the wire.
+"""The AI_PIPELINE message contract: requests in, status events out, MessagePack on the wire
+(requests may also be JSON, as Argo Events publishes them).
 
 A request may choose a registered pipeline, an engine and that pipeline's declared parameters,
 nothing else. Anything the bridge cannot accept is a ``Rejection`` with a code and a reason, never
@@ -7,6 +8,7 @@ an exception that escapes the decoder.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -191,15 +193,25 @@ def decode_request(data: bytes, subject: str, max_bytes: int) -> PipelineRequest
 
 
 def _unpack_map(data: bytes, max_bytes: int) -> dict[Any, Any]:
-    """``data`` unpacked, when it is within the limit, MessagePack, and a map."""
+    """``data`` unpacked, when it is within the limit, MessagePack or JSON, and a map.
+
+    Argo Events' NATS trigger publishes JSON. The two cannot be confused: a JSON object starts
+    with ``{``, which in MessagePack is the integer 123, never a map.
+    """
     if len(data) > max_bytes:
         raise Rejection(
             RejectCode.too_large, f"message is {len(data)} bytes, over the {max_bytes}-byte limit"
         )
-    try:
-        raw = unpack(data)
-    except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise Rejection(RejectCode.undecodable, f"not MessagePack: {exc}") from None
+    if data.lstrip()[:1] == b"{":
+        try:
+            raw = json.loads(data)
+        except ValueError as exc:  # bad UTF-8 included
+            raise Rejection(RejectCode.undecodable, f"not JSON: {exc}") from None
+    else:
+        try:
+            raw = unpack(data)
+        except Exception as exc:  # msgpack raises several unrelated types on garbage
+            raise Rejection(RejectCode.undecodable, f"not MessagePack: {exc}") from None
     if not isinstance(raw, dict):
         raise Rejection(RejectCode.invalid_message, f"expected a map, got {type(raw).__name__}")
     return raw
