@@ -205,7 +205,7 @@ def _unpack_map(data: bytes, max_bytes: int) -> dict[Any, Any]:
     if data.lstrip()[:1] == b"{":
         try:
             raw = json.loads(data)
-        except ValueError as exc:  # bad UTF-8 included
+        except (ValueError, RecursionError) as exc:  # bad UTF-8; nesting deeper than Python's
             raise Rejection(RejectCode.undecodable, f"not JSON: {exc}") from None
     else:
         try:

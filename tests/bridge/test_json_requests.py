@@ -42,6 +42,7 @@ def test_a_json_request_decodes_as_its_messagepack_twin() -> None:
     [
         (b'{"request_id": "j2", ', RejectCode.undecodable, "not JSON"),
         (b'{"request_id": "\xff"}', RejectCode.undecodable, "not JSON"),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, RejectCode.undecodable, "not JSON"),
         (jsonb({**GOOD, "image": "evil:latest"}), RejectCode.forbidden_field, "may not set image"),
         (
             jsonb({**GOOD, "parameters": {"source": "x", "env": {"A": 1}}}),
@@ -55,7 +56,15 @@ def test_a_json_request_decodes_as_its_messagepack_twin() -> None:
             "byte limit",
         ),
     ],
-    ids=["truncated", "bad utf-8", "image", "env", "unknown parameter", "too large"],
+    ids=[
+        "truncated",
+        "bad utf-8",
+        "nested too deep",
+        "image",
+        "env",
+        "unknown parameter",
+        "too large",
+    ],
 )
 def test_bad_json_is_rejected_like_bad_messagepack(
     data: bytes, code: RejectCode, words: str
