@@ -17,13 +17,13 @@ import time
 from collections.abc import Callable
 
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from bridge.claims import ClaimRecord, ClaimStore
+from bridge.claims import ClaimRecord
+from bridge.context import BridgeContext
 from bridge.dead_letter import DeadLetters
-from bridge.engines import EngineSet, blocks, call_engine, is_transient, run_name_for
+from bridge.engines import blocks, call_engine, is_transient, run_name_for
 from bridge.messages import (
     PipelineRequest,
     Rejection,
@@ -32,10 +32,8 @@ from bridge.messages import (
     decode_request,
     status_subject,
 )
-from bridge.metrics import BridgeMetrics
 from bridge.topology import NATS_TRANSIENT
 from components.registry import get_job
-from components.settings import Settings
 
 log = logging.getLogger("llmw.bridge")
 
@@ -47,28 +45,16 @@ class MessageHandler:
     """Handles trigger messages, each on its own, many at once; ``follow`` receives each
     submitted run (the watcher's ``follow``)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        js: JetStreamContext,
-        claims: ClaimStore,
-        engines: EngineSet,
-        metrics: BridgeMetrics,
-        follow: Follow,
-    ) -> None:
-        self.settings = settings
-        self.js = js
-        self.claims = claims
-        self.engines = engines
-        self.metrics = metrics
+    def __init__(self, ctx: BridgeContext, follow: Follow) -> None:
+        self.ctx = ctx
         self.follow = follow
-        self.dead_letters = DeadLetters(js, claims, settings.bridge_stream, metrics)
+        self.dead_letters = DeadLetters(ctx.js, ctx.claims, ctx.settings.bridge_stream, ctx.metrics)
         self._active: dict[str, int] = {}  # request_id -> stream sequence being handled
-        self._submit_slots = asyncio.Semaphore(settings.bridge_workers)
+        self._submit_slots = asyncio.Semaphore(ctx.settings.bridge_workers)
 
     async def handle_guarded(self, msg: Msg) -> None:
         """``handle``, never raising: what it could not finish is left for redelivery."""
-        self.metrics.in_flight.inc()
+        self.ctx.metrics.in_flight.inc()
         try:
             await self.handle(msg)
         except NATS_TRANSIENT as exc:
@@ -77,16 +63,18 @@ class MessageHandler:
         except Exception:
             log.exception("unexpected error while handling a message; left for redelivery")
         finally:
-            self.metrics.in_flight.dec()
+            self.ctx.metrics.in_flight.dec()
 
     async def handle(self, msg: Msg) -> None:
         """Take one trigger message to its ack, nak or term."""
-        self.metrics.received.inc()
+        self.ctx.metrics.received.inc()
         meta = msg.metadata
         if meta.num_delivered > 1:
-            self.metrics.redelivered.inc()
+            self.ctx.metrics.redelivered.inc()
         try:
-            request = decode_request(msg.data, msg.subject, self.settings.bridge_max_message_bytes)
+            request = decode_request(
+                msg.data, msg.subject, self.ctx.settings.bridge_max_message_bytes
+            )
         except Rejection as rejection:
             await self.dead_letters.reject(msg, rejection)
             return
@@ -98,7 +86,7 @@ class MessageHandler:
         if active is not None:
             # Another copy of the request is being handled right now: look again once it is
             # done. Acking here could drop the copy that the claim is waiting for.
-            await msg.nak(delay=self.settings.bridge_retry_base_s)
+            await msg.nak(delay=self.ctx.settings.bridge_retry_base_s)
             return
         self._active[request.request_id] = seq
         try:
@@ -108,7 +96,7 @@ class MessageHandler:
 
     async def _claim_and_submit(self, msg: Msg, request: PipelineRequest, seq: int) -> None:
         engine = request.engine or get_job(request.pipeline).default_engine
-        created, record, revision = await self.claims.claim(
+        created, record, revision = await self.ctx.claims.claim(
             ClaimRecord.for_request(request, engine, seq)
         )
         if created:
@@ -126,7 +114,7 @@ class MessageHandler:
         started = time.perf_counter()
         keep_alive: asyncio.Task[None] | None = None
         try:
-            engine = self.engines.get(record.engine)
+            engine = self.ctx.engines.get(record.engine)
             if blocks(engine):  # a slow submission must not be redelivered meanwhile
                 keep_alive = asyncio.create_task(self._keep_in_progress(msg))
             async with self._submit_slots:
@@ -144,8 +132,8 @@ class MessageHandler:
         finally:
             if keep_alive is not None:
                 keep_alive.cancel()
-        self.metrics.submit_latency.observe(time.perf_counter() - started)
-        self.metrics.submitted.labels(engine=record.engine).inc()
+        self.ctx.metrics.submit_latency.observe(time.perf_counter() - started)
+        self.ctx.metrics.submitted.labels(engine=record.engine).inc()
         record.state, record.run_id, record.run_url = (
             RunState.submitted,
             submitted.run_id,
@@ -193,11 +181,11 @@ class MessageHandler:
         record.attempts += 1
         attempts = record.attempts
         extra = {"request_id": record.request_id, "engine": record.engine}
-        if is_transient(exc) and attempts < self.settings.bridge_max_deliver:
+        if is_transient(exc) and attempts < self.ctx.settings.bridge_max_deliver:
             await self._save(record, revision)
             delay = min(
-                self.settings.bridge_retry_max_s,
-                self.settings.bridge_retry_base_s * 2 ** (attempts - 1),
+                self.ctx.settings.bridge_retry_max_s,
+                self.ctx.settings.bridge_retry_base_s * 2 ** (attempts - 1),
             )
             log.warning("submission failed, retrying in %.1f s: %s", delay, exc, extra=extra)
             await msg.nak(delay=delay)
@@ -207,7 +195,7 @@ class MessageHandler:
             reason = f"gave up after {attempts} attempts: {reason}"
         record.state = RunState.failed
         record.error = StatusError(code="submit_failed", message=reason)
-        self.metrics.failed.labels(engine=record.engine).inc()
+        self.ctx.metrics.failed.labels(engine=record.engine).inc()
         await self._save(record, revision)
         await self._publish_status(record)
         await msg.term()
@@ -215,28 +203,28 @@ class MessageHandler:
 
     async def _duplicate(self, msg: Msg, record: ClaimRecord) -> None:
         """A request already claimed: never submit again, re-publish where it stands, ack."""
-        self.metrics.duplicates.inc()
+        self.ctx.metrics.duplicates.inc()
         await self._publish_status(record)
         await msg.ack()
         log.info("duplicate request", extra={"request_id": record.request_id})
 
     async def _publish_status(self, record: ClaimRecord) -> None:
-        await self.js.publish(status_subject(record.request_id), record.status().encode())
+        await self.ctx.js.publish(status_subject(record.request_id), record.status().encode())
 
     async def _save(self, record: ClaimRecord, revision: int) -> int:
         try:
-            return await self.claims.save(record, revision)
+            return await self.ctx.claims.save(record, revision)
         except KeyWrongLastSequenceError:
             # Only this request's handler or its watcher writes a record, one after the other;
             # a conflict means an earlier write landed although its answer was lost: ours is newer.
-            found = await self.claims.get(record.request_id)
+            found = await self.ctx.claims.get(record.request_id)
             if found is None:
                 raise
-            return await self.claims.save(record, found[1])
+            return await self.ctx.claims.save(record, found[1])
 
     async def _keep_in_progress(self, msg: Msg) -> None:
         """Tell JetStream the message is still being worked on while a submission is slow."""
-        interval = max(0.5, self.settings.bridge_ack_wait_s / 3)
+        interval = max(0.5, self.ctx.settings.bridge_ack_wait_s / 3)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             while True:
                 await asyncio.sleep(interval)

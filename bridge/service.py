@@ -19,6 +19,7 @@ from nats.errors import NoServersError
 from nats.js import JetStreamContext
 
 from bridge.claims import ClaimStore
+from bridge.context import BridgeContext
 from bridge.dead_letter import header_request_id
 from bridge.engines import EngineSet
 from bridge.handler import PERSIST_TIMEOUT_S, MessageHandler
@@ -121,11 +122,10 @@ class Bridge:
         await self.consumer.ensure_stream()
         self.claims = await ClaimStore.open(self.js, self.settings.bridge_kv_bucket)
         await self.consumer.bind()
-        watcher = Watcher(self.settings, self.js, self.claims, self.engines, self.metrics)
+        ctx = BridgeContext(self.settings, self.js, self.claims, self.engines, self.metrics)
+        watcher = Watcher(ctx)
         await watcher.start()
-        self.handler = MessageHandler(
-            self.settings, self.js, self.claims, self.engines, self.metrics, watcher.follow
-        )
+        self.handler = MessageHandler(ctx, watcher.follow)
         self.watcher = watcher
 
     async def _connect(self) -> None:

@@ -15,13 +15,10 @@ import contextlib
 import logging
 from typing import Any
 
-from nats.js import JetStreamContext
-
-from bridge.claims import ClaimRecord, ClaimStore
-from bridge.engines import INTERRUPTED, EngineSet, ResumableEngine, call_engine, run_state
+from bridge.claims import ClaimRecord
+from bridge.context import BridgeContext
+from bridge.engines import INTERRUPTED, ResumableEngine, call_engine, run_state
 from bridge.messages import RunState, StatusError, status_subject
-from bridge.metrics import BridgeMetrics
-from components.settings import Settings
 
 log = logging.getLogger("llmw.bridge.watcher")
 
@@ -32,22 +29,11 @@ WATCH_SLICE = 32  # runs checked at once
 class Watcher:
     """Polls each followed run every ``bridge_poll_s`` until it ends."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        js: JetStreamContext,
-        claims: ClaimStore,
-        engines: EngineSet,
-        metrics: BridgeMetrics,
-    ) -> None:
-        self.settings = settings
-        self.js = js
-        self.claims = claims
-        self.engines = engines
-        self.metrics = metrics
+    def __init__(self, ctx: BridgeContext) -> None:
+        self.ctx = ctx
         self._followed: dict[str, tuple[ClaimRecord, int]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._polls = asyncio.Semaphore(settings.bridge_workers)
+        self._polls = asyncio.Semaphore(ctx.settings.bridge_workers)
 
     async def start(self) -> None:
         """Resume the runs the KV says are not done, then poll in the background."""
@@ -63,7 +49,7 @@ class Watcher:
         been seen to come back empty, and nothing else would pick those runs up.
         """
         found = 0
-        for record, revision in await self.claims.unfinished():
+        for record, revision in await self.ctx.claims.unfinished():
             if record.request_id in self._followed:
                 continue
             # Its last event may not have gone out before the crash.
@@ -87,9 +73,9 @@ class Watcher:
 
     async def _loop(self) -> None:
         passes = 0
-        rescan_every = max(1, round(RESCAN_S / self.settings.bridge_poll_s))
+        rescan_every = max(1, round(RESCAN_S / self.ctx.settings.bridge_poll_s))
         while True:
-            await asyncio.sleep(self.settings.bridge_poll_s)
+            await asyncio.sleep(self.ctx.settings.bridge_poll_s)
             await self.poll_once()
             passes += 1
             if passes % rescan_every == 0:
@@ -114,13 +100,13 @@ class Watcher:
         assert record.run_id is not None
         try:
             async with self._polls:
-                engine = self.engines.get(record.engine)
+                engine = self.ctx.engines.get(record.engine)
                 status = await call_engine(engine, engine.status, record.run_id)
         except Exception as exc:  # the engine's API is down: try again next pass
             log.warning("cannot read the run's status: %s", exc, extra=extra)
             return
         if status.state == INTERRUPTED and isinstance(engine, ResumableEngine):
-            limit = self.settings.bridge_local_resume_attempts
+            limit = self.ctx.settings.bridge_local_resume_attempts
             if record.resumes < limit:
                 await self._resume(record, revision, engine, extra)
                 return
@@ -133,7 +119,7 @@ class Watcher:
         try:
             if state.final and updated.state is not RunState.running:
                 updated.state = RunState.running
-                revision = await self.claims.save(updated, revision)
+                revision = await self.ctx.claims.save(updated, revision)
                 await self._publish(updated)
             updated.state = state
             if state is RunState.failed:
@@ -141,7 +127,7 @@ class Watcher:
                 updated.error = StatusError(code="run_failed", message=message)
             if status.url:
                 updated.run_url = status.url
-            revision = await self.claims.save(updated, revision)
+            revision = await self.ctx.claims.save(updated, revision)
             await self._publish(updated)
         except Exception as exc:  # NATS away: the next pass repeats it
             log.warning("cannot publish the run's status: %s", exc, extra=extra)
@@ -152,9 +138,9 @@ class Watcher:
             return
         self._followed.pop(record.request_id, None)
         if state is RunState.succeeded:
-            self.metrics.runs_succeeded.labels(engine=record.engine).inc()
+            self.ctx.metrics.runs_succeeded.labels(engine=record.engine).inc()
         else:
-            self.metrics.failed.labels(engine=record.engine).inc()
+            self.ctx.metrics.failed.labels(engine=record.engine).inc()
 
     async def _resume(
         self, record: ClaimRecord, revision: int, engine: ResumableEngine, extra: dict[str, Any]
@@ -164,7 +150,7 @@ class Watcher:
         updated = record.model_copy(update={"resumes": record.resumes + 1})
         try:
             # Counted before it starts: a bridge that keeps crashing cannot resume it forever.
-            revision = await self.claims.save(updated, revision)
+            revision = await self.ctx.claims.save(updated, revision)
         except Exception as exc:  # NATS away: the next pass tries again
             log.warning("cannot record the resumption: %s", exc, extra=extra)
             return
@@ -176,8 +162,8 @@ class Watcher:
         except Exception as exc:  # still unknown next pass: resumed again, or failed
             log.warning("cannot resume the run: %s", exc, extra=extra)
             return
-        limit = self.settings.bridge_local_resume_attempts
+        limit = self.ctx.settings.bridge_local_resume_attempts
         log.info("resumed an interrupted run (%d of %d)", updated.resumes, limit, extra=extra)
 
     async def _publish(self, record: ClaimRecord) -> None:
-        await self.js.publish(status_subject(record.request_id), record.status().encode())
+        await self.ctx.js.publish(status_subject(record.request_id), record.status().encode())

@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from bridge.claims import ClaimRecord, ClaimStore
+from bridge.context import BridgeContext
 from bridge.engines import Engine, EngineSet, run_name_for
 from bridge.handler import MessageHandler
 from bridge.messages import TRIGGER_PREFIX, PipelineRequest, RunState, trigger_subject
@@ -83,7 +84,8 @@ def with_handler(url: str, engine: Engine, scenario: Callable[[Rig], Awaitable[T
             def follow(record: ClaimRecord, revision: int) -> None:
                 followed.append((record, revision))
 
-            handler = MessageHandler(settings, js, claims, engines, metrics, follow)
+            ctx = BridgeContext(settings, js, claims, engines, metrics)
+            handler = MessageHandler(ctx, follow)
             return await scenario(Rig(js, sub, claims, handler, metrics, followed))
         finally:
             await nc.close()
