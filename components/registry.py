@@ -216,14 +216,16 @@ def get_job(name: str) -> JobSpec:
 
 
 def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings -> a dict; JSON values (lists, objects, numbers) are decoded."""
+    """``KEY=VALUE`` strings -> a dict; JSON lists and objects are decoded, any other value
+    (a number, the empty string) stays a string for the model to coerce or refuse."""
     values: dict[str, Any] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ParameterError(f"parameter {item!r} is not KEY=VALUE")
         value: Any = raw
-        if raw[:1] in "[{":
+        # An empty value is the empty string (``"" in "[{"`` is true: test the prefix).
+        if raw.startswith(("[", "{")):
             try:
                 value = json.loads(raw)
             except ValueError as exc:

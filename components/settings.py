@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     max_file_size_bytes: int = Field(50 * 1024 * 1024, gt=0)
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
+    # Ingestion (components/ingest/local_files.py): follow a folder source's symlinks whose
+    # target is outside the folder; off, they are skipped with that reason.
+    follow_external_symlinks: bool = False
 
     # Incremental runs.
     prune_max_fraction: float = Field(0.5, gt=0, le=1)

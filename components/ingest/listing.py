@@ -17,7 +17,8 @@ Format (JSON, keys sorted)::
      "root_uri": "file:///data/docs/", "version": 1}
 
 ``documents`` in the source's listing order; ``name`` is the path relative to the source,
-``skip_reason`` says why a listed document will not be ingested (its type, its size).
+``skip_reason`` says why a listed document will not be ingested (its type, its size; for a
+folder's symlinks, FIFOs and sockets, what it is: ``components.ingest.local_files``).
 """
 
 from __future__ import annotations

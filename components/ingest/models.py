@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from components.cluster.placement import GpuNeed
 
@@ -28,7 +29,8 @@ class IngestParams(BaseModel):
     @classmethod
     def _source_not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("source must not be empty")
+            # No "Value error, " prefix: the refusal reads "source: must not be empty".
+            raise PydanticCustomError("empty", "must not be empty")
         return value
 
 

@@ -55,7 +55,22 @@ def partition_document(
     configure_offline()
     use_fast_classification(FAST_CLASSIFICATION)
     elements = _partition(data, name, file_type, config)
-    return _chunk(elements, name, file_type, config)
+    return distinct_chunks(_chunk(elements, name, file_type, config))
+
+
+def distinct_chunks(chunks: list[Chunk]) -> list[Chunk]:
+    """Each chunk text once, where it first occurs (with that occurrence's metadata).
+
+    A document that repeats itself (boilerplate on every page, one word over and over) would
+    otherwise store and embed the same text again and again: 5 MB of one word made 5,826
+    identical chunks. Chunk indexes, and so chunk keys, count the chunks kept."""
+    seen: set[str] = set()
+    kept: list[Chunk] = []
+    for chunk in chunks:
+        if chunk.text not in seen:
+            seen.add(chunk.text)
+            kept.append(chunk)
+    return kept
 
 
 # Element classification without spaCy where its answer cannot change a chunk.

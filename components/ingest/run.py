@@ -123,7 +123,7 @@ class _Writer:
                 self.flush_rows()
 
     def skip(self, ref: DocumentRef) -> None:
-        """A listed document that won't be ingested (its type, its size)."""
+        """A listed entry that won't be ingested (its type, its size, a FIFO, a symlink…)."""
         self.report.documents.skipped += 1
         self.report.skipped.append(DocumentIssue(source_uri=ref.uri, error=ref.skip_reason or ""))
         if self.progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,7 +34,7 @@ class DocumentRef:
     uri: str  # canonical source URI; doc_id derives from it
     name: str  # path relative to the source root, used for type detection and display
     size: int
-    skip_reason: str | None = None  # set when the document is listed but won't be ingested
+    skip_reason: str | None = None  # why a listed entry won't be ingested (type, size, kind)
 
     @property
     def file_type(self) -> str | None:
@@ -82,36 +83,41 @@ class SourceFilter:
 
 
 class LocalSource:
-    """A folder (recursive, hidden entries ignored) or a single file."""
+    """A folder (recursive, hidden entries ignored) or a single file. What a folder's symlinks,
+    FIFOs and sockets become: ``components.ingest.local_files``."""
 
-    def __init__(self, path: Path, source_filter: SourceFilter) -> None:
+    def __init__(
+        self, path: Path, source_filter: SourceFilter, *, follow_external_symlinks: bool = False
+    ) -> None:
         self.path = path.resolve()
         if not self.path.exists():
             raise FileNotFoundError(f"source {path} does not exist")
+        if self.path.is_dir() and not os.access(self.path, os.R_OK | os.X_OK):
+            raise ValueError(f"source {path} cannot be listed: permission denied")
         self.filter = source_filter
+        self.follow_external_symlinks = follow_external_symlinks
 
     @property
     def root_uri(self) -> str:
         uri = self.path.as_uri()
-        return uri if self.path.is_file() else uri.rstrip("/") + "/"
+        return uri.rstrip("/") + "/" if self.path.is_dir() else uri
 
     def list(self) -> Iterator[DocumentRef]:
-        if self.path.is_file():
-            yield self.filter.ref(self.path.as_uri(), self.path.name, self.path.stat().st_size)
+        from components.ingest.local_files import FolderWalk, not_regular
+
+        if not self.path.is_dir():
+            info, uri, name = self.path.stat(), self.path.as_uri(), self.path.name
+            if stat.S_ISREG(info.st_mode):
+                yield self.filter.ref(uri, name, info.st_size)
+            else:  # a FIFO, a socket, a device: never opened
+                yield DocumentRef(uri, name, 0, skip_reason=not_regular(info.st_mode))
             return
-        for dirpath, dirnames, filenames in os.walk(self.path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in sorted(filenames):
-                if filename.startswith("."):
-                    continue
-                file_path = Path(dirpath, filename)
-                name = file_path.relative_to(self.path).as_posix()
-                if not self.filter.selects(name) or not file_path.is_file():
-                    continue
-                yield self.filter.ref(file_path.as_uri(), name, file_path.stat().st_size)
+        yield from FolderWalk(self.path, self.filter, self.follow_external_symlinks).refs()
 
     def read(self, ref: DocumentRef) -> bytes:
-        return _local_path(ref.uri).read_bytes()
+        from components.ingest.local_files import read_regular
+
+        return read_regular(_local_path(ref.uri))
 
 
 def _local_path(uri: str) -> Path:
@@ -179,4 +185,6 @@ def open_source(
     if "://" in source and not source.startswith("file://"):
         raise ValueError(f"unsupported source {source!r}: use a path or s3://bucket/prefix")
     path = _local_path(source) if source.startswith("file://") else Path(source)
-    return LocalSource(path, source_filter)
+    return LocalSource(
+        path, source_filter, follow_external_symlinks=settings.follow_external_symlinks
+    )

@@ -66,6 +66,22 @@ def test_empty_document_has_no_chunks(tmp_path: Path) -> None:
     assert partition_document(files["empty_md"].read_bytes(), "empty.md", "md", CONFIG) == []
 
 
+def test_repeated_chunk_texts_are_kept_once_in_first_occurrence_order() -> None:
+    paragraphs = [
+        f"Paragraph {k}." + f" The {k} node runs a service for the cluster." * 12 for k in "ABC"
+    ]
+    text = "\n\n".join([paragraphs[0], paragraphs[1]] * 20 + [paragraphs[2], paragraphs[0]])
+    for file_type in ("txt", "md"):
+        chunks = partition_document(text.encode(), f"r.{file_type}", file_type, ChunkingConfig())
+        assert [c.text for c in chunks] == paragraphs
+
+
+def test_one_word_repeated_makes_a_few_chunks_not_thousands() -> None:
+    chunks = partition_document(b"word " * 40_000, "w.txt", "txt", ChunkingConfig())
+    texts = [c.text for c in chunks]
+    assert len(texts) == len(set(texts)) <= 2, "200 KB of one word: one full chunk and the tail"
+
+
 def test_non_utf8_text_is_decoded_not_lost(tmp_path: Path) -> None:
     files = write_broken(tmp_path)
     data = files["latin1_txt"].read_bytes()
