@@ -87,7 +87,20 @@ def test_search_finds_the_expected_sample_document(
 
 
 def test_search_of_a_missing_collection_is_a_clear_error(tmp_path: Path) -> None:
-    result = llmw("search", "x", "--milvus-uri", str(tmp_path / "none.db"))
+    database = tmp_path / "empty.db"
+    made = subprocess.run(  # a database without the collection, in a process of its own
+        [
+            sys.executable,
+            "-c",
+            "import sys, pymilvus; pymilvus.MilvusClient(sys.argv[1])",
+            database,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    result = llmw("search", "x", "--milvus-uri", str(database))
     assert result.returncode == 2
     assert "collection 'documents' does not exist" in result.stderr
 
