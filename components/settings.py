@@ -159,6 +159,40 @@ class Settings(BaseSettings):
     bridge_nats_secret: str = "llmw-nats-credentials"
     bridge_engine_secret: str = "llmw-engine-credentials"  # LLMW_KFP_TOKEN, LLMW_ARGO_TOKEN
 
+    # Argo Events (sensors/, `llmw events`): the EventSources and Sensors that start pipelines.
+    # Their namespace (None: argo_namespace, beside the WorkflowTemplates they start) and the
+    # EventBus they share there.
+    events_namespace: str | None = None
+    events_eventbus: str = "default"
+    # How a sensor starts its pipeline: "bridge" publishes an AI_PIPELINE request (JSON) on
+    # cluster_nats_url for the bridge (one run per event, status events); "direct" submits from
+    # the WorkflowTemplate (Argo) or creates a run over the KFP REST API, without the bridge.
+    # events_trigger_by_sensor sets it per sensor: {"nightly-reingest": "direct"}.
+    events_trigger: Literal["bridge", "direct"] = "bridge"
+    events_trigger_by_sensor: dict[str, Literal["bridge", "direct"]] = Field(default_factory=dict)
+    # The engine the runs use (None: each pipeline's own default, as `llmw trigger` does).
+    events_engine: Literal["argo", "kfp"] | None = None
+    # MinIO bucket notifications: the documents' bucket, their key prefix, and the key suffixes
+    # that are documents (matched case-insensitively; the types ingestion reads).
+    events_bucket: str = "documents"
+    events_prefix: str = "docs/"
+    events_suffixes: list[str] = Field(
+        default_factory=lambda: [".md", ".markdown", ".html", ".htm", ".txt", ".pdf", ".docx"]
+    )
+    # The nightly re-ingest of the whole prefix, with prune: a cron schedule, in an IANA timezone.
+    events_schedule: str = "0 2 * * *"
+    events_timezone: str = "UTC"
+    # The CI webhook: the Secret whose key "token" a POST must send as "Authorization: Bearer …".
+    events_webhook_secret: str = "llmw-webhook-token"
+    # Direct KFP runs: each pipeline's id in KFP (uploaded beforehand), the experiment id (None:
+    # KFP's default experiment), and the Secret whose key "Authorization" holds "Bearer <token>".
+    events_kfp_pipeline_ids: dict[str, str] = Field(default_factory=dict)
+    events_kfp_experiment_id: str | None = None
+    events_kfp_auth_secret: str = "llmw-kfp-auth"
+    # How the sensors' NATS triggers log in to cluster_nats_url: bridge_nats_secret's
+    # LLMW_NATS_TOKEN ("token"), its LLMW_NATS_USER and LLMW_NATS_PASSWORD ("basic"), or not.
+    events_nats_auth: Literal["none", "token", "basic"] = "none"
+
     # Show the traceback of a failure the CLI reports in one line (for bug reports).
     debug: bool = False
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from llmw import bridge_commands, engine_commands, infer_command, ingest_commands
+from llmw import bridge_commands, engine_commands, events_commands, infer_command, ingest_commands
 
 app = typer.Typer(
     name="llmw",
@@ -53,6 +53,7 @@ app.command("submit")(engine_commands.submit_command)
 app.command("status")(engine_commands.status_command)
 app.command("trigger")(bridge_commands.trigger_command)
 app.command("bridge")(bridge_commands.bridge_command)
+app.add_typer(events_commands.events_app, name="events")
 
 
 def main() -> None:
