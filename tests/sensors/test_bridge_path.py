@@ -17,7 +17,7 @@ import nats
 import pytest
 
 from bridge.engines import EngineSet
-from bridge.messages import PipelineRequest, Rejection, RunState, decode_request
+from bridge.messages import RunState
 from components.settings import Settings
 from llmw.events_commands import publish_request
 from testing.bridge_harness import (
@@ -35,23 +35,6 @@ from tests.sensors.conftest import encoded, sample, simulated
 
 REPO = Path(__file__).resolve().parents[2]
 FULL_LIFE = ["accepted", "submitted", "running", "succeeded"]
-
-
-def bridge_reads_json() -> bool:
-    request = PipelineRequest(
-        request_id="probe", pipeline="document-ingestion", parameters={"source": "s3://d/"}
-    )
-    try:
-        decode_request(json.dumps(request.model_dump(mode="json")).encode(), "", 65536)
-    except Rejection:
-        return False
-    return True
-
-
-# Strict: passes once the bridge decodes JSON requests, and must fail until then.
-needs_json = pytest.mark.xfail(
-    not bridge_reads_json(), strict=True, reason="bridge JSON decoding lands separately"
-)
 
 
 @pytest.fixture
@@ -110,7 +93,6 @@ def test_published_exactly_as_argo_events_publishes(
     assert not stored.headers  # the NATS trigger sets no Nats-Msg-Id
 
 
-@needs_json
 def test_an_upload_becomes_one_run_with_status_events(
     docs: Any, nats_server: NatsServer, bridge: BridgeThread, runs_dir: Path
 ) -> None:
@@ -125,7 +107,6 @@ def test_an_upload_becomes_one_run_with_status_events(
     assert run["params"] == creates["request"]["parameters"]
 
 
-@needs_json
 def test_a_redelivered_event_makes_no_second_run(
     docs: Any, nats_server: NatsServer, bridge: BridgeThread, runs_dir: Path
 ) -> None:
@@ -143,7 +124,6 @@ def test_a_redelivered_event_makes_no_second_run(
     assert bridge.metrics.duplicates._value.get() == 1
 
 
-@needs_json
 def test_a_request_the_pipeline_refuses_is_rejected_and_dead_lettered(
     docs: Any, nats_server: NatsServer, bridge: BridgeThread, runs_dir: Path
 ) -> None:
@@ -161,7 +141,6 @@ def test_a_request_the_pipeline_refuses_is_rejected_and_dead_lettered(
     assert runs_by_name(runs_dir) == {}
 
 
-@needs_json
 def test_llmw_events_simulate_publish_wait(
     nats_server: NatsServer, bridge: BridgeThread, runs_dir: Path
 ) -> None:
