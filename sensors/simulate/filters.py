@@ -56,9 +56,12 @@ def _data_filter(data_filter: dict[str, Any], data: Any) -> str | None:
     negate = data_filter.get("comparator") == "!="
     if data_filter.get("comparator") not in (None, "=", "!="):
         raise Unsupported(f"data filter on {path}: comparator {data_filter['comparator']!r}")
+    matched = ""
     for pattern in values:
-        if bool(re.search(python_pattern(pattern), text)) != negate:
+        found_match = re.search(python_pattern(pattern), text)
+        if bool(found_match) != negate:
             return None
+        matched = found_match.group(0) if found_match else matched
     if negate:
-        return f"{path}: {_shown(text)} matches {values[0]!r}, which is refused"
+        return f"{path}: holds {_shown(matched)}, which is refused (in {_shown(text)})"
     return f"{path}: {_shown(text)} does not match {' or '.join(map(repr, values))}"
