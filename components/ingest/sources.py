@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from components.storage.s3 import parse_s3_uri
 
@@ -127,7 +127,11 @@ def _local_path(uri: str) -> Path:
 
 
 class S3Source:
-    """Objects under ``s3://bucket/prefix``, listed and read with the minio client."""
+    """Objects under ``s3://bucket/prefix``, listed and read with the minio client.
+
+    The prefix is a folder (``docs`` lists ``docs/…``, never ``docsx/…``), unless an object has
+    exactly that key: then the source is that one object, named by its basename.
+    """
 
     def __init__(self, bucket: str, prefix: str, client: object, source_filter: SourceFilter):
         from minio import Minio
@@ -140,18 +144,32 @@ class S3Source:
         self.filter = source_filter
         if not client.bucket_exists(bucket):
             raise FileNotFoundError(f"bucket {bucket!r} does not exist at {client._base_url.host}")
+        self.single = (
+            bool(prefix) and not prefix.endswith("/") and _has_object(client, bucket, prefix)
+        )
 
     @property
     def root_uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
+        return f"s3://{self.bucket}/{self.prefix if self.single else self._folder}"
+
+    @property
+    def _folder(self) -> str:
+        return self.prefix if not self.prefix or self.prefix.endswith("/") else self.prefix + "/"
 
     def list(self) -> Iterator[DocumentRef]:
+        if self.single:
+            size = self.client.stat_object(self.bucket, self.prefix).size or 0
+            name = PurePosixPath(self.prefix).name
+            if self.filter.selects(name):
+                yield self.filter.ref(f"s3://{self.bucket}/{self.prefix}", name, size)
+            return
+        folder = self._folder
         # minio pages through ListObjectsV2 lazily, so a large prefix streams.
-        for obj in self.client.list_objects(self.bucket, prefix=self.prefix, recursive=True):
+        for obj in self.client.list_objects(self.bucket, prefix=folder, recursive=True):
             key = obj.object_name or ""
             if obj.is_dir or key.endswith("/"):
                 continue
-            name = key[len(self.prefix) :].lstrip("/") if self.prefix else key
+            name = key[len(folder) :]
             if any(part.startswith(".") for part in PurePosixPath(name).parts):
                 continue
             if not self.filter.selects(name):
@@ -166,6 +184,18 @@ class S3Source:
         finally:
             response.close()
             response.release_conn()
+
+
+def _has_object(client: Any, bucket: str, key: str) -> bool:
+    from minio.error import S3Error
+
+    try:
+        client.stat_object(bucket, key)
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+            return False
+        raise
+    return True
 
 
 def open_source(

@@ -64,3 +64,22 @@ def test_ingest_from_s3_then_rerun_and_prune(s3_settings: Any, tmp_path: Path, m
     assert all(
         r["source_uri"] != "s3://docs/homelab/d0.md" for r in read_rows(s3_settings.milvus_uri)
     )
+
+
+def test_a_key_is_one_object_and_a_prefix_is_a_folder(s3_settings: Any) -> None:
+    client = minio_client(s3_settings)
+    client.make_bucket("single")
+    for key in ["docs/a.md", "docs/a.mdx", "docs/sub/b.txt", "docsx/c.txt"]:
+        put(client, "single", key, b"# x\n")
+
+    one = list(open_source("s3://single/docs/a.md", s3_settings).list())
+    assert [(r.uri, r.name, r.skip_reason) for r in one] == [
+        ("s3://single/docs/a.md", "a.md", None)
+    ]
+    folder = sorted(r.uri for r in open_source("s3://single/docs", s3_settings).list())
+    assert folder == [
+        "s3://single/docs/a.md",
+        "s3://single/docs/a.mdx",
+        "s3://single/docs/sub/b.txt",
+    ]
+    assert [r.name for r in open_source("s3://single/docs/sub", s3_settings).list()] == ["b.txt"]
