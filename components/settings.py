@@ -106,6 +106,21 @@ class Settings(BaseSettings):
     # The cluster's GPU inventory; None means the one shipped in components/cluster/data.
     cluster_inventory: Path | None = None
 
+    # Model rollout (components/rollout/). The model store that `stage` copies models into, as
+    # <store>/<name>/<version>/ with a manifest: a local folder (the embedded default on one
+    # machine) or s3://bucket[/prefix] (MinIO in the cluster), read through the minio client.
+    model_store_uri: str = ".llmw/models"
+    # The GPU memory a model needs, when not given: the size of its weights times this factor.
+    rollout_memory_factor: float = Field(1.2, ge=1.0)
+    # The serving catalog: the RayService's name and groups, and each Ray Serve application
+    # (route, import path, framework, GPU share, first model). None: the one shipped in
+    # components/rollout/data/serving.yaml.
+    serving_catalog: Path | None = None
+    # KServe InferenceServices: the deployment mode rendered when none is asked for, and the
+    # service account whose Secret holds the model store's credentials (never literal values).
+    kserve_deployment_mode: Literal["Serverless", "RawDeployment"] = "RawDeployment"
+    kserve_service_account: str = "llmw-models"
+
     # Engines. Kubeflow Pipelines: the API endpoint (ml-pipeline) and the UI links are built from.
     kfp_host: str = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
     kfp_token: SecretStr | None = None

@@ -222,6 +222,11 @@ def validate_document(doc: dict[str, Any], schema_path: Path) -> list[str]:
         validator = prepared.validator(kind)
     except UnknownKindError as exc:
         return exc.errors
+    return error_lines(validator, doc)
+
+
+def error_lines(validator: Draft202012Validator, doc: Any) -> list[str]:
+    """Every problem ``validator`` finds in ``doc``, one readable line each, with its JSON path."""
     errors = sorted(
         validator.iter_errors(doc), key=lambda e: ([str(p) for p in e.absolute_path], e.message)
     )
@@ -231,6 +236,15 @@ def validate_document(doc: dict[str, Any], schema_path: Path) -> list[str]:
             if line not in lines:
                 lines.append(line)
     return lines
+
+
+def strict_copy(schema: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of one JSON schema with the strict rule applied: every object schema that
+    lists ``properties`` is closed, as in the files above. For a schema that is not a file of
+    definitions chosen by kind, such as the ``openAPIV3Schema`` inside a CRD."""
+    copied = copy.deepcopy(schema)
+    _close(copied)
+    return copied
 
 
 def assert_valid(doc: dict[str, Any], schema_path: Path, what: str | None = None) -> None:
