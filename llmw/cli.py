@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from llmw import bridge_commands, engine_commands, events_commands, infer_command, ingest_commands
+from llmw import (
+    bridge_commands,
+    engine_commands,
+    events_commands,
+    infer_command,
+    ingest_commands,
+    rollout_commands,
+)
 
 app = typer.Typer(
     name="llmw",
@@ -54,6 +61,7 @@ app.command("status")(engine_commands.status_command)
 app.command("trigger")(bridge_commands.trigger_command)
 app.command("bridge")(bridge_commands.bridge_command)
 app.add_typer(events_commands.events_app, name="events")
+app.add_typer(rollout_commands.rollout_app, name="rollout")
 
 
 def main() -> None:
