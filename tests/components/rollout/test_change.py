@@ -250,6 +250,6 @@ def test_whatever_builds_the_new_object_a_cluster_change_is_refused(
         return copied
 
     monkeypatch.setattr(change_module, "copy", SimpleNamespace(deepcopy=leaky_copy))
-    with pytest.raises(RolloutRefused, match="workerGroupSpecs.2..template") as refused:
+    with pytest.raises(RolloutRefused, match=r"workerGroupSpecs\[2\]\.template") as refused:
         roll_out(current, "embeddings", staged(), 1.0, catalog, inventory)
     assert refused.value.reason == "new_cluster"
