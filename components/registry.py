@@ -9,13 +9,20 @@ Adding a pipeline is one entry here, plus one in ``pipelines/`` and one in ``wor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from components.cluster.placement import GpuNeed, Placement, place
+from components.exit_codes import (
+    EXIT_BAD_INPUT,
+    ExitStatus,
+    batch_status,
+    done_status,
+    ingestion_status,
+)
 from components.inference.models import ENGINE_NEEDS, ENGINES, BatchJobParams, shard_step
 from components.ingest.models import EMBEDDING_NEED, INGEST_SHARD_STEP, IngestParams
 from components.settings import LLM_SECRET_KEY
@@ -41,16 +48,19 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How a step is retried: ``limit`` attempts after the first, on any failure; the first waits
+    """How a step is retried: ``limit`` attempts after the first, on any failure but a step that
+    exits ``final_exit_code`` (bad input: retrying could not help); the first waits
     ``backoff_s`` seconds, each next one ``factor`` times longer, never over ``max_backoff_s``.
 
-    KFP gets it as ``task.set_retry(...)``, Argo as the template's ``retryStrategy``.
+    Argo gets it as the template's ``retryStrategy`` (the exit code as its ``expression``), KFP
+    as ``task.set_retry(...)``, which has no condition: KFP retries bad input too.
     """
 
     limit: int
     backoff_s: int
     factor: float = 2
     max_backoff_s: int = 3600
+    final_exit_code: int = EXIT_BAD_INPUT
 
     @property
     def backoff(self) -> str:
@@ -63,7 +73,9 @@ class RetryPolicy:
 
     def local(self) -> RetryPolicy:
         """The same attempts with a short, flat backoff, for runs on this machine."""
-        return RetryPolicy(self.limit, LOCAL_BACKOFF_S, 1, LOCAL_MAX_BACKOFF_S)
+        return RetryPolicy(
+            self.limit, LOCAL_BACKOFF_S, 1, LOCAL_MAX_BACKOFF_S, self.final_exit_code
+        )
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,8 @@ class JobSpec:
     ``infer-shard-<engine>``): a GpuNeed is placed on the cluster (``place``); None, or a step
     not listed, runs anywhere on the component image. ``step_secrets``: the Secrets a step reads
     besides the storage's. ``engines``: the job's engine choices, in the order the engine rooms
-    branch on them.
+    branch on them. ``exit_status``: the exit code (and why) of a run that ended with a report
+    (the job's report model dumped), the same on ``llmw run`` as on the job's own command.
     """
 
     name: str
@@ -135,6 +148,7 @@ class JobSpec:
     step_needs: Mapping[str, GpuNeed | None] = field(default_factory=dict)
     step_secrets: Mapping[str, tuple[StepSecret, ...]] = field(default_factory=dict)
     engines: tuple[str, ...] = ()
+    exit_status: Callable[[Mapping[str, Any]], ExitStatus] = done_status
 
     def placements(self, settings: Settings) -> dict[str, Placement | None]:
         """Where each step in ``step_needs`` runs on the settings' inventory (None: anywhere).
@@ -182,6 +196,7 @@ JOBS: dict[str, JobSpec] = {
             # cannot hold; more would only add pending pods.
             shard_parallelism=4,
             step_needs={INGEST_SHARD_STEP: EMBEDDING_NEED},
+            exit_status=ingestion_status,
         ),
         JobSpec(
             name="batch-inference",
@@ -202,6 +217,7 @@ JOBS: dict[str, JobSpec] = {
                 )
             },
             engines=ENGINES,
+            exit_status=batch_status,
         ),
     ]
 }

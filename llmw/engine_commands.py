@@ -98,8 +98,26 @@ def run_command(
     ),
     param: Annotated[list[str] | None, typer.Option("-p", "--param", help=PARAM_HELP)] = None,
 ) -> None:
-    """Run a whole pipeline on this machine with kfp.local or the argo-local executor."""
+    """Run a whole pipeline on this machine with kfp.local or the argo-local executor.
+
+    Prints the run's report (JSON) on stdout; the engine's log goes to stderr. Exit codes as the
+    job's own command: 0 done; 3 some documents failed, or some rows have an error (the rest is
+    in); 4 prune refused; 2 bad input or configuration (refused parameters, or a step that
+    refused its input); 1 a step failed after its retries.
+    """
+    from components.registry import get_job
+
     params = validated_params(pipeline, param)
+    report = _run_locally(pipeline, engine, params)
+    typer.echo(json.dumps(report, default=str, indent=2))
+    status = get_job(pipeline).exit_status(report or {})
+    if status.code:
+        raise fail(status.message or f"exit code {status.code}", status.code)
+
+
+def _run_locally(pipeline: str, engine: LocalEngine, params: dict[str, Any]) -> Any:
+    """The run's report; a failed run as its message and exit code (2 when the step that failed
+    refused its input, else 1)."""
     from components.settings import get_settings
 
     settings = get_settings()
@@ -108,18 +126,22 @@ def run_command(
         from pipelines.local_run import run_local as run_kfp_local
 
         try:
-            result = run_kfp_local(pipeline, params, settings)
+            return run_kfp_local(pipeline, params, settings)
         except KfpRunError as exc:
-            raise fail(str(exc), 1) from None
-    else:
-        from workflows.local_runner import LocalRunError as ArgoRunError
-        from workflows.local_runner import run_local as run_argo_local
+            raise _run_failed(exc, exc.bad_input) from None
+    from workflows.local_runner import LocalRunError as ArgoRunError
+    from workflows.local_runner import run_local as run_argo_local
 
-        try:
-            result = run_argo_local(pipeline, params, settings)["report"]
-        except ArgoRunError as exc:
-            raise fail(str(exc), 1) from None
-    typer.echo(json.dumps(result, default=str, indent=2))
+    try:
+        return run_argo_local(pipeline, params, settings)["report"]
+    except ArgoRunError as exc:
+        raise _run_failed(exc, exc.bad_input) from None
+
+
+def _run_failed(exc: Exception, bad_input: bool) -> typer.Exit:
+    from components.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED
+
+    return fail(str(exc), EXIT_BAD_INPUT if bad_input else EXIT_FAILED)
 
 
 def submit_command(

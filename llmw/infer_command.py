@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
+from components.exit_codes import EXIT_FAILED
+from components.exit_codes import batch_status as exit_status
 from llmw.progress import fail
 
 if TYPE_CHECKING:
     from components.inference.models import BatchParams, BatchReport
 
-EXIT_UNREACHABLE = 1
-EXIT_BAD_INPUT = 2
-EXIT_ROW_ERRORS = 3
 # The engines BatchOptions.engine admits (a test keeps the two the same); a Literal, so that
 # --help lists them and typer refuses any other.
 EngineName = Literal["transformers", "openai", "vllm"]
@@ -76,8 +75,9 @@ def infer(
         typer.echo(json.dumps(summary))
     else:
         _print(report)
-    if report.errors:
-        raise typer.Exit(EXIT_ROW_ERRORS)
+    status = exit_status(report.model_dump())  # the same as `llmw run batch-inference`
+    if status.code:
+        raise fail(status.message or f"exit code {status.code}", status.code)
 
 
 def _run(params: BatchParams, show_progress: bool) -> BatchReport:
@@ -90,7 +90,7 @@ def _run(params: BatchParams, show_progress: bool) -> BatchReport:
         with StatusLine(enabled=show_progress) as line:
             return run_batch(params, progress=lambda r: line.show(_describe(r)))
     except EngineUnavailableError as exc:
-        raise fail(str(exc), EXIT_UNREACHABLE) from None
+        raise fail(str(exc), EXIT_FAILED) from None
     except (FileNotFoundError, RuntimeError, ValueError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from components.exit_codes import ingestion_status as exit_status
 from llmw.progress import StatusLine, fail
 
 if TYPE_CHECKING:
@@ -15,9 +16,6 @@ if TYPE_CHECKING:
 
     from components.ingest.models import IngestReport
     from components.storage.milvus import SearchHit
-
-EXIT_DOCUMENTS_FAILED = 3
-EXIT_PRUNE_REFUSED = 4
 
 CollectionOption = Annotated[
     str | None, typer.Option("--collection", help="Milvus collection [default: documents]")
@@ -78,10 +76,9 @@ def ingest(
         typer.echo(json.dumps(report.to_cli_json()))
     else:
         _print_report(report)
-    if report.prune_error:
-        raise fail(report.prune_error, EXIT_PRUNE_REFUSED)
-    if report.documents.failed:
-        raise typer.Exit(EXIT_DOCUMENTS_FAILED)
+    status = exit_status(report.model_dump())  # the same as `llmw run document-ingestion`
+    if status.code:
+        raise fail(status.message or f"exit code {status.code}", status.code)
 
 
 def search(

@@ -57,10 +57,12 @@ def plan(
     batch_size: int,
 ) -> list:
     """Read the input once and cut it into shards ("I/N")."""
+    from components.exit_codes import refusing_bad_input
     from components.inference.steps import job_params, plan_shards
 
     params = job_params(**locals())
-    return plan_shards(params)
+    with refusing_bad_input():  # exits 2 with one line: "bad input: ..."
+        return plan_shards(params)
 
 
 def infer_shard(
@@ -78,10 +80,12 @@ def infer_shard(
     shard: str,
 ) -> dict:
     """Run one shard into its own output file; returns its report."""
+    from components.exit_codes import refusing_bad_input
     from components.inference.steps import job_params, run_shard
 
     params = job_params(**locals())
-    return run_shard(params, shard)
+    with refusing_bad_input():
+        return run_shard(params, shard)
 
 
 def merge(
@@ -102,10 +106,12 @@ def merge(
     summary: Output[Markdown],
 ) -> dict:
     """Merge the shards' outputs into the output; log Metrics and a Markdown summary."""
+    from components.exit_codes import refusing_bad_input
     from components.inference.steps import job_params, merge_shards, report_markdown, report_metrics
 
     params = job_params(**locals())
-    result = merge_shards(params, planned, shard_reports)
+    with refusing_bad_input():
+        result = merge_shards(params, planned, shard_reports)
     for name, value in report_metrics(result).items():
         metrics.log_metric(name, value)
     with open(summary.path, "w", encoding="utf-8") as out:

@@ -39,7 +39,10 @@ def retry_policy(policy: RetryPolicy, for_cluster: bool) -> RetryPolicy:
 
 
 def apply_retry(task: dsl.PipelineTask, policy: RetryPolicy) -> None:
-    """Retry ``task`` as ``policy`` says."""
+    """Retry ``task`` as ``policy`` says, but for its final exit code: KFP's retry policy
+    (``set_retry``; the IR's RetryPolicy holds a count and a backoff, nothing else) has no
+    condition, so a step refusing bad input is retried like any failure; it says what was wrong
+    on each attempt."""
     task.set_retry(
         num_retries=policy.limit,
         backoff_duration=policy.backoff,

@@ -42,10 +42,12 @@ PIPELINE_NAME = "document-ingestion"
 def plan(source: str, collection: str, milvus_uri: str, prune: bool) -> list:
     """List the source once, write the listing to storage, cut it into shards: a list of
     {"shard": "I/N", "listing": URI}."""
+    from components.exit_codes import refusing_bad_input
     from components.ingest.steps import plan_shards
 
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
-    return plan_shards(params)
+    with refusing_bad_input():  # exits 2 with one line: "bad input: ..."
+        return plan_shards(params)
 
 
 def ingest_shard(
@@ -53,10 +55,13 @@ def ingest_shard(
 ) -> dict:
     """Ingest one shard's slice of the listing into Milvus; returns its report (without nulls,
     which KFP can't pass)."""
+    from components.exit_codes import refusing_bad_input
     from components.ingest.steps import ingest_shard as step
 
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
-    return {k: v for k, v in step(params, shard, listing).items() if v is not None}
+    with refusing_bad_input():
+        result = step(params, shard, listing)
+    return {k: v for k, v in result.items() if v is not None}
 
 
 def report(
@@ -71,10 +76,12 @@ def report(
 ) -> dict:
     """Merge the shard reports, prune against the planned listing when asked; log Metrics and a
     Markdown summary."""
+    from components.exit_codes import refusing_bad_input
     from components.ingest.steps import finish_ingestion, report_markdown, report_metrics
 
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
-    result = finish_ingestion(params, shard_reports, planned)
+    with refusing_bad_input():
+        result = finish_ingestion(params, shard_reports, planned)
     for name, value in report_metrics(result).items():
         metrics.log_metric(name, value)
     with open(summary.path, "w", encoding="utf-8") as out:

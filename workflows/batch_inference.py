@@ -30,6 +30,7 @@ from typing import Annotated, Any
 from hera.workflows import Artifact, Script, Step, WorkflowTemplate
 
 from components.cluster.placement import Placement
+from components.exit_codes import refusing_bad_input
 from components.inference.models import BatchJobParams, shard_step
 from components.registry import JobSpec, get_job
 from components.settings import Settings, get_settings
@@ -60,7 +61,8 @@ def plan(
 
     params = job_params(**locals())
     # stdout is the step's result: anything a library prints goes to the log (stderr) instead.
-    with contextlib.redirect_stdout(sys.stderr):
+    # Bad input exits 2 with one line, which the retry strategy does not retry.
+    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
         return plan_shards(params)
 
 
@@ -82,7 +84,7 @@ def infer_shard(
     from components.inference.steps import job_params, run_shard
 
     params = job_params(**locals())
-    with contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
         return run_shard(params, shard)
 
 
@@ -106,7 +108,7 @@ def merge(
     from components.inference.steps import job_params, merge_shards, report_markdown
 
     params = job_params(**locals())
-    with contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
         result = merge_shards(params, json.loads(planned))
     common.write_summary(summary, report_markdown(result, params))
     return result

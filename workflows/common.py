@@ -191,12 +191,15 @@ def step_secrets(job: JobSpec, step: str, settings: Settings) -> list[SecretEnv]
 
 
 def retry_strategy(policy: RetryPolicy) -> RetryStrategy:
-    """The job's retry policy as Argo's: retries on any failure (a pod evicted from the GPU node
-    included), with its exponential backoff."""
+    """The job's retry policy as Argo's: retries on any failure (``Always``: a pod evicted from
+    the GPU node included) but a step that exits ``policy.final_exit_code`` (bad input; the
+    ``expression`` is ANDed with the policy, and ``lastRetry.exitCode`` is -1 where the pod
+    left none), with its exponential backoff."""
     factor = int(policy.factor) if float(policy.factor).is_integer() else str(policy.factor)
     return RetryStrategy(
         limit=policy.limit,
         retry_policy="Always",
+        expression=f"asInt(lastRetry.exitCode) != {policy.final_exit_code}",
         backoff=m.Backoff(
             duration=policy.backoff,
             factor=m.IntOrString(root=factor),

@@ -32,6 +32,7 @@ from typing import Annotated, Any
 
 from hera.workflows import Artifact, Script, Step, WorkflowTemplate
 
+from components.exit_codes import refusing_bad_input
 from components.ingest.models import INGEST_SHARD_STEP, IngestParams
 from components.registry import JobSpec, get_job
 from components.settings import Settings, get_settings
@@ -60,7 +61,8 @@ def plan(source: str, collection: str, milvus_uri: str, prune: str) -> list[dict
     from components.ingest.steps import plan_shards
 
     # stdout is the step's result: anything a library prints goes to the log (stderr) instead.
-    with contextlib.redirect_stdout(sys.stderr):
+    # Bad input exits 2 with one line, which the retry strategy does not retry.
+    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
         return plan_shards(_params(source, collection, milvus_uri, prune))
 
 
@@ -70,7 +72,7 @@ def ingest_shard(
     """Ingest one shard's slice of the listing into Milvus; its report (JSON) is the result."""
     from components.ingest.steps import ingest_shard as step
 
-    with contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
         return step(_params(source, collection, milvus_uri, prune), shard, listing)
 
 
@@ -88,7 +90,7 @@ def report(
     from components.ingest.steps import finish_ingestion, report_markdown
 
     params = _params(source, collection, milvus_uri, prune)
-    with contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
         result = finish_ingestion(params, json.loads(shard_reports), json.loads(planned))
     common.write_summary(summary, report_markdown(result, params))
     return result

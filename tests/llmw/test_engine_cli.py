@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from testing.documents import topic, write_broken, write_document
+from tests.batch_runs import two_shard_job
 from tests.llmw.test_ingest_cli import llmw
+
+LOCAL_ENGINES = ("kfp-local", "argo-local")
 
 
 def test_compile_writes_every_pipeline_identically_from_any_folder(tmp_path: Path) -> None:
@@ -119,3 +128,83 @@ def test_both_local_engines_leave_what_llmw_ingest_leaves(tmp_path: Path) -> Non
     for name in ("kfp", "argo"):
         assert read_rows(uris[name]) == expected_rows, name
         assert read_manifest(uris[name]) == expected_manifest, name
+
+
+def run_here(
+    pipeline: str, engine: str, params: dict[str, Any], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """``llmw run`` in ``cwd`` (its .llmw folder lands there), partitioning inline."""
+    args = [arg for key, value in params.items() for arg in ("-p", f"{key}={value}")]
+    env = {"LLMW_PARTITION_WORKERS": "0"}
+    return llmw("run", pipeline, "--engine", engine, *args, env=env, cwd=cwd)
+
+
+@pytest.mark.parametrize("engine", LOCAL_ENGINES)
+def test_run_exits_3_when_documents_failed_and_stdout_is_the_report_alone(
+    tmp_path: Path, engine: str
+) -> None:
+    docs = tmp_path / "docs"
+    write_document(docs / "ok.md", "Ok", topic("ok"))
+    write_broken(docs)  # three of them fail, one is skipped
+    params = {"source": docs, "milvus_uri": tmp_path / "m.db"}
+    ran = run_here("document-ingestion", engine, params, tmp_path)
+    assert ran.returncode == 3, ran.stderr[-3000:]
+    report = json.loads(ran.stdout)  # the report, nothing else: the engine's log is on stderr
+    assert report["documents"]["failed"] == 3 and report["documents"]["new"] == 3
+    assert ran.stderr.strip().splitlines()[-1] == (
+        "error: 3 documents failed (every other document is in)"
+    )
+    assert "\x1b[" not in ran.stderr  # stderr is not a terminal: no colour codes
+    if engine == "kfp-local":
+        assert "Executing task 'plan'" in ran.stderr
+
+
+@pytest.mark.parametrize("engine", LOCAL_ENGINES)
+def test_run_of_a_missing_source_says_so_in_one_line_and_exits_2(
+    tmp_path: Path, engine: str
+) -> None:
+    missing = tmp_path / "nowhere"
+    ran = run_here("document-ingestion", engine, {"source": missing}, tmp_path)
+    assert ran.returncode == 2, ran.stderr[-3000:]
+    assert ran.stdout == ""
+    last = ran.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: document-ingestion")
+    assert last.endswith(f"plan: bad input: source {missing} does not exist (exit code 2)") or (
+        engine == "kfp-local"
+        and last.endswith(f"plan: bad input: source {missing} does not exist (4 attempts)")
+    ), last
+    if engine == "argo-local":  # not retried: Argo's retryStrategy.expression says so
+        attempts = list((tmp_path / ".llmw" / "argo-local").glob("*/nodes/*plan/attempt-*"))
+        assert len(attempts) == 1
+
+
+@pytest.mark.parametrize("engine", LOCAL_ENGINES)
+def test_run_of_batch_inference_exits_3_while_a_row_has_an_error(
+    tmp_path: Path, engine: str, tiny_lm: Path
+) -> None:
+    params, _ = two_shard_job(tmp_path, tiny_lm)
+    ran = run_here("batch-inference", engine, {**params, "shards": 1}, tmp_path)
+    assert ran.returncode == 3, ran.stderr[-3000:]
+    assert json.loads(ran.stdout)["errors"] == 1
+    assert ran.stderr.strip().splitlines()[-1] == (
+        "error: 1 row has an error in the output (every other row is in it)"
+    )
+
+
+def test_one_mapping_from_a_report_to_an_exit_code() -> None:
+    """The jobs' reports mean the same exit codes on `llmw run` as on `llmw ingest`/`infer`."""
+    from components import exit_codes
+    from components.registry import get_job
+    from llmw import infer_command, ingest_commands
+
+    ingestion, batch = get_job("document-ingestion"), get_job("batch-inference")
+    assert ingestion.exit_status is ingest_commands.exit_status is exit_codes.ingestion_status
+    assert batch.exit_status is infer_command.exit_status is exit_codes.batch_status
+    clean = {"documents": {"failed": 0}, "prune_error": None}
+    assert ingestion.exit_status(clean) == exit_codes.ExitStatus(0)
+    one = ingestion.exit_status({"documents": {"failed": 1}})
+    assert one == exit_codes.ExitStatus(3, "1 document failed (every other document is in)")
+    refused = ingestion.exit_status({"documents": {"failed": 2}, "prune_error": "refusing"})
+    assert refused == exit_codes.ExitStatus(4, "refusing")  # as llmw ingest: prune first
+    assert batch.exit_status({"errors": 0}) == exit_codes.ExitStatus(0)
+    assert batch.exit_status({"errors": 2}).code == 3

@@ -73,8 +73,31 @@ def test_a_shard_failing_past_its_retries_fails_the_run(
 
     with pytest.raises(LocalRunError, match="ingest-shard") as caught:
         run_local(NAME, {"source": str(source), "milvus_uri": str(tmp_path / "kfp.db")})
-    assert "\x1b[" not in str(caught.value)
+    # The task's own one-line error (the last line of its log that says what was wrong).
+    assert str(caught.value) == (
+        "document-ingestion failed: ingest-shard: "
+        "RuntimeError: injected failure of shard 0/1, attempt 4 (4 attempts)"
+    )
+    assert not caught.value.bad_input
     shared.check_gave_up(log)
+
+
+def test_a_missing_source_is_bad_input_said_in_one_line(
+    local_env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(LocalRunError) as caught:
+        run_local(NAME, {"source": str(missing)})
+    # KFP's retry policy has no condition: the plan task is retried like any failure.
+    assert str(caught.value) == (
+        f"document-ingestion failed: plan: bad input: source {missing} does not exist (4 attempts)"
+    )
+    assert caught.value.bad_input
+    # kfp.local's log (the task's traceback-free line included) went to stderr, uncoloured.
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"bad input: source {missing} does not exist" in err
+    assert "Executing task 'plan'" in err and "\x1b[" not in err
 
 
 def test_settings_env_round_trips(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -91,7 +91,12 @@ def test_a_shard_failing_past_its_retries_fails_the_run_and_the_exit_handler_run
 
     with pytest.raises(LocalRunError, match="ingest-shard") as caught:
         run_local(NAME, {"source": str(source), "milvus_uri": str(tmp_path / "argo.db")})
-    assert "injected failure of shard 0/1" in str(caught.value)
+    # The step's own one-line error, not its traceback flattened.
+    assert str(caught.value).endswith(
+        ": RuntimeError: injected failure of shard 0/1, attempt 4 (exit code 1, 4 attempts)"
+    )
+    assert "Traceback" not in str(caught.value) and " | " not in str(caught.value)
+    assert not caught.value.bad_input
     shared.check_gave_up(log)
     run = caught.value.run
     assert run is not None and run.phase == "Failed"
@@ -104,3 +109,20 @@ def test_parameters_are_checked_before_anything_runs(local_env: None, tmp_path: 
     with pytest.raises(ParameterError, match="unknown parameter 'sauce'"):
         run_local(NAME, {"sauce": "x"})
     assert not (tmp_path / ".llmw").exists()
+
+
+def test_a_missing_source_is_bad_input_said_in_one_line_and_not_retried(
+    local_env: None, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(LocalRunError) as caught:
+        run_local(NAME, {"source": str(missing)}, run_name="document-ingestion-missing")
+    assert str(caught.value) == (
+        "document-ingestion (document-ingestion-missing) failed: plan: "
+        f"bad input: source {missing} does not exist (exit code 2)"
+    )
+    assert caught.value.bad_input
+    run = caught.value.run
+    assert run is not None
+    (plan,) = run.node("plan")
+    assert (plan.attempts, plan.exit_code, plan.phase) == (1, 2, "Failed")

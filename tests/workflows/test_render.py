@@ -139,6 +139,8 @@ def test_shape_fan_out_retries_exit_handler_and_arguments(default_settings: Any)
                 "factor": policy.factor,
             },
             "limit": policy.limit,
+            # Any failure but bad input: a step refusing its input exits 2.
+            "expression": "asInt(lastRetry.exitCode) != 2",
             "retryPolicy": "Always",
         }, name
     assert templates["ingest-shard"]["retryStrategy"]["backoff"]["cap"] == "1800s"

@@ -6,8 +6,9 @@ uses. Its modules: ``model`` (nodes, the run, errors), ``expressions`` (duration
 ``templating`` (``{{...}}`` substitution), ``feature_gate`` (what is refused before running),
 ``scheduling`` (parallelism, failFast, DAG order and target), ``orchestrator`` (templates, steps,
 DAG tasks, fan-out, the exit handler), ``step_outputs`` (outputs of steps and steps/DAG
-templates), ``executor`` (one leaf node: retries, the subprocess, its outputs) and ``jobs``
-(``run_local`` for the registered jobs).
+templates), ``retrying`` (``retryStrategy``: policy, backoff, expression), ``executor`` (one leaf
+node: its attempts, the subprocess, its outputs) and ``jobs`` (``run_local`` for the registered
+jobs).
 
 - ``steps`` templates (groups in order, the steps of a group side by side) and ``dag`` templates
   (tasks in dependency order, by ``dependencies`` or a ``depends`` of task names joined by
@@ -47,9 +48,15 @@ templates), ``executor`` (one leaf node: retries, the subprocess, its outputs) a
   omitted) and the DAG still fails. Without either, a steps template starts every child of the
   failing group (its later groups do not run) and the group fails;
 - ``retryStrategy``: ``limit`` retries under ``retryPolicy`` (Always, OnFailure, OnError;
-  OnTransientError retries errors only), waiting Argo's backoff (``duration * factor^n``,
-  at most ``cap``; no retry once ``maxDuration`` has passed), each wait cut to
-  ``max_backoff_s`` here;
+  OnTransientError retries errors only) AND its ``expression`` (with an expression and no policy,
+  the expression alone decides, as in Argo 3.5+): comparisons of ``asInt(lastRetry.exitCode)``
+  (-1 when the attempt left none) and ``asInt(lastRetry.duration)`` with a number, of
+  ``lastRetry.status`` with a string, joined by ``&&`` and ``||``; waiting Argo's backoff
+  (``duration * factor^n``, at most ``cap``; no retry once ``maxDuration`` has passed), each
+  wait cut to ``max_backoff_s`` here. A failed node's message is the step's own error line (the
+  last line of its stderr that says what was wrong: ``bad input: …``, a traceback's
+  ``SomeError: …``), with its exit code and the attempts made; the whole log stays in the
+  node's folder;
 - ``spec.onExit``: the exit handler always runs, after the entrypoint, with the workflow's
   arguments and ``{{workflow.status}}`` Succeeded or Failed (Error when the document itself was
   wrong); a failing exit handler fails the run, as in Argo.
@@ -64,8 +71,9 @@ paths under it remapped there. Node selectors, tolerations, resources and images
 Not supported (refused before anything runs, naming the field): expressions (``{{=...}}``),
 other ``when`` syntax, ``continueOn``, ``templateRef``, inline templates, ``withSequence``, input
 artifacts, resource/suspend/http/plugin/data/containerSet templates, daemons, sidecars, init
-containers, memoization, lifecycle hooks, ``retryStrategy.expression`` or a retry without a
-``limit``, a ``failFast`` that is not a boolean, a ``dag.target`` naming no task.
+containers, memoization, lifecycle hooks, any other ``retryStrategy.expression``
+(``lastRetry.message``, ``matches``, variables, functions) or a retry without a ``limit``, a
+``failFast`` that is not a boolean, a ``dag.target`` naming no task.
 """
 
 from .executor import MAX_RESULT_BYTES

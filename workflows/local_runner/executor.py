@@ -11,34 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.exit_codes import step_error
+
 from .expressions import parse_duration
 from .model import NodeError, NodeStatus, Outcome, UnsupportedFeatureError, safe_name
+from .retrying import LastRetry, RetryRule, backoff_delay
 from .templating import substitute, substitute_all
 
 MAX_RESULT_BYTES = 256 * 1024  # Argo keeps the last 256 kB of a script's stdout
 _PYTHON = re.compile(r"python(3(\.\d+)?)?")
-
-
-def backoff_delay(backoff: Mapping[str, Any], attempt: int) -> float:
-    """Argo's wait before retry ``attempt + 1``: ``duration * factor^attempt``, at most ``cap``."""
-    if "duration" not in backoff:
-        return 0.0
-    delay = parse_duration(backoff["duration"])
-    factor = float(backoff.get("factor") or 1)
-    delay *= factor**attempt
-    if backoff.get("cap") is not None:
-        delay = min(delay, parse_duration(backoff["cap"]))
-    return delay
-
-
-def retries(policy: str, phase: str) -> bool:
-    """Whether ``retryPolicy`` retries an attempt that ended in ``phase``."""
-    return {
-        "Always": True,
-        "OnFailure": phase == "Failed",
-        "OnError": phase == "Error",
-        "OnTransientError": phase == "Error",
-    }[policy]
 
 
 @dataclass
@@ -72,28 +53,23 @@ class LeafExecutor:
     max_backoff_s: float
 
     def run(self, tmpl: dict[str, Any], scope: dict[str, str], node: NodeStatus) -> Outcome:
-        """Attempt the template, retried under its ``retryStrategy``: the last attempt's outcome."""
-        retry = tmpl.get("retryStrategy")
-        limit = int(retry["limit"]) if retry else 0
-        policy = (retry or {}).get("retryPolicy") or "OnFailure"
-        backoff = (retry or {}).get("backoff") or {}
+        """Attempt the template, retried under its ``retryStrategy``: the last attempt's outcome,
+        its message the step's own error line, with its exit code and the attempts made."""
+        rule = RetryRule.of(tmpl)
         first_start = time.monotonic()
         attempt = 0
         while True:
             node.attempts = attempt + 1
+            started = time.monotonic()
             outcome, exit_code = self.attempt(tmpl, scope, node, attempt)
             node.exit_code = exit_code
-            if outcome.phase == "Succeeded" or attempt >= limit:
-                if outcome.phase != "Succeeded" and attempt > 0:
-                    outcome.message = f"{outcome.message} (after {attempt + 1} attempts)"
+            if outcome.phase == "Succeeded":
                 return outcome
-            if not retries(policy, outcome.phase):
-                return outcome
-            delay = backoff_delay(backoff, attempt)
-            max_duration = backoff.get("maxDuration")
-            elapsed = time.monotonic() - first_start
-            if max_duration is not None and elapsed + delay > parse_duration(max_duration):
-                return outcome
+            last = LastRetry(exit_code, outcome.phase, time.monotonic() - started)
+            delay = backoff_delay(rule.backoff, attempt)
+            waited = time.monotonic() - first_start + delay
+            if attempt >= rule.limit or not rule.retries(last) or rule.past_max(waited):
+                return _with_details(outcome, exit_code, attempt + 1)
             time.sleep(min(delay, self.max_backoff_s))
             attempt += 1
 
@@ -124,8 +100,8 @@ class LeafExecutor:
             return Outcome("Error", f"cannot start {launch.argv[0]!r}: {exc}"), None
         result = self._result(done.stdout, launch.folder)
         if done.returncode != 0:
-            tail = _tail(stderr_path)
-            message = f"Error (exit code {done.returncode})" + (f": {tail}" if tail else "")
+            # The step's own line saying what was wrong; Argo's words when it said nothing.
+            message = step_error(_read(stderr_path)) or "Error"
             return Outcome("Failed", message, result=result), done.returncode
         try:
             parameters, artifacts = self._leaf_outputs(tmpl, scope, launch, node, where)
@@ -253,10 +229,18 @@ class LeafExecutor:
         return str(target)
 
 
-def _tail(path: Path, lines: int = 5) -> str:
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    kept = [line for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)
+
+
+def _with_details(outcome: Outcome, exit_code: int | None, attempts: int) -> Outcome:
+    """A failed outcome's message with the exit code and the attempts made, when they tell."""
+    details = [f"exit code {exit_code}"] if outcome.phase == "Failed" and exit_code else []
+    if attempts > 1:
+        details.append(f"{attempts} attempts")
+    if details:
+        outcome.message = f"{outcome.message} ({', '.join(details)})"
+    return outcome

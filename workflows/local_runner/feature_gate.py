@@ -9,9 +9,8 @@ from typing import Any
 
 from .expressions import evaluate_when
 from .model import UnsupportedFeatureError
+from .retrying import RETRY_POLICIES, parse_retry_expression
 from .templating import VARIABLE
-
-RETRY_POLICIES = ("Always", "OnFailure", "OnError", "OnTransientError")
 
 # Template fields: what argo-local does with each. Anything else is refused.
 _HONOURED = {"name", "inputs", "outputs", "steps", "dag", "script", "container", "parallelism"}
@@ -78,7 +77,10 @@ def _check_retry(where: str, retry: Mapping[str, Any] | None) -> None:
     if retry is None:
         return
     if "expression" in retry:
-        raise UnsupportedFeatureError(f"{where}: retryStrategy.expression")
+        try:
+            parse_retry_expression(str(retry["expression"]))
+        except ValueError as exc:
+            raise UnsupportedFeatureError(f"{where}: retryStrategy.expression: {exc}") from None
     if "limit" not in retry:
         raise UnsupportedFeatureError(f"{where}: a retryStrategy without a limit")
     if retry.get("retryPolicy", "OnFailure") not in RETRY_POLICIES:

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.exit_codes import EXIT_BAD_INPUT
+
 from .model import LocalRunError
 from .orchestrator import ArgoLocalRunner
 
@@ -33,9 +35,9 @@ def run_local(
     Every step sees this process's environment with its ``LLMW_*`` variables replaced by
     ``settings`` (when given; else inherited as they are). Returns ``{"report": <the
     entrypoint's report output, parsed>, "status", "workflow", "outputs", "nodes", "work_dir"}``;
-    raises LocalRunError (with ``.run``) when the workflow does not succeed — after the exit
-    handler has run. Node folders and artifacts are kept under ``work_dir``
-    (default ``.llmw/argo-local``).
+    raises LocalRunError (with ``.run``, and ``.bad_input`` when the step that failed refused
+    its input) when the workflow does not succeed — after the exit handler has run. Node folders
+    and artifacts are kept under ``work_dir`` (default ``.llmw/argo-local``).
     """
     from components.registry import get_job
     from components.settings import get_settings, settings_env
@@ -60,7 +62,10 @@ def run_local(
     )
     run = runner.run(arguments)
     if run.phase != "Succeeded":
-        raise LocalRunError(f"{name} ({run.name}) {run.phase.lower()}: {run.message}", run)
+        failed = run.first_failure()
+        bad_input = failed is not None and failed.exit_code == EXIT_BAD_INPUT
+        message = f"{name} ({run.name}) {run.phase.lower()}: {run.message}"
+        raise LocalRunError(message, run, bad_input=bad_input)
     summary = run.to_dict()
     raw = run.outputs.get("report")
     summary["report"] = json.loads(raw) if raw else None

@@ -11,11 +11,15 @@ DONE = ("Succeeded", "Skipped")  # phases that let the run go on
 
 
 class LocalRunError(RuntimeError):
-    """A local workflow run that failed; ``run`` holds its node statuses."""
+    """A local workflow run that failed; ``run`` holds its node statuses; ``bad_input``: its
+    first failed step refused its input (``components.exit_codes.EXIT_BAD_INPUT``)."""
 
-    def __init__(self, message: str, run: LocalWorkflowRun | None = None) -> None:
+    def __init__(
+        self, message: str, run: LocalWorkflowRun | None = None, bad_input: bool = False
+    ) -> None:
         super().__init__(message)
         self.run = run
+        self.bad_input = bad_input
 
 
 class UnsupportedFeatureError(ValueError):
@@ -81,6 +85,9 @@ class LocalWorkflowRun:
     nodes: list[NodeStatus]
     work_dir: Path
 
+    def first_failure(self) -> NodeStatus | None:
+        return first_failure(self.nodes)
+
     def node(self, display_name: str) -> list[NodeStatus]:
         """The nodes shown under ``display_name`` (a fanned-out step: ``name(`` prefixed)."""
         return [
@@ -110,6 +117,13 @@ class Outcome:
     result: str | None = None
     parameters: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+
+
+def first_failure(nodes: list[NodeStatus]) -> NodeStatus | None:
+    """The first node that failed or errored, a pod's (a step's own) before a template's."""
+    failed = [n for n in nodes if n.phase in ("Failed", "Error")]
+    pods = [n for n in failed if n.type == "Pod"]
+    return next(iter(pods or failed), None)
 
 
 def group_phase(nodes: list[NodeStatus]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from .executor import LeafExecutor
 from .expressions import evaluate_when
 from .feature_gate import check_supported
-from .model import DONE, LocalWorkflowRun, NodeError, NodeStatus, Outcome
+from .model import DONE, LocalWorkflowRun, NodeError, NodeStatus, Outcome, first_failure
 from .scheduling import Siblings, dependencies, fail_fast, ready, targeted
 from .step_outputs import StepRun, record_outputs, template_outputs
 from .templating import item_scope, item_text, substitute, substitute_all
@@ -137,12 +137,14 @@ class ArgoLocalRunner:
         )
 
     def _failure_message(self) -> str:
-        failed = [n for n in self.nodes if n.type == "Pod" and n.phase in ("Failed", "Error")]
-        failed = failed or [n for n in self.nodes if n.phase in ("Failed", "Error")]
-        if not failed:
+        """The first failed node (a pod's first) and its message: ``plan: <its error line>``."""
+        first = first_failure(self.nodes)
+        if first is None:
             return "failed"
-        first = failed[0]
-        return f"{first.display_name} ({first.template}) {first.phase.lower()}: {first.message}"
+        label = first.display_name
+        if not label.startswith(first.template):
+            label += f" ({first.template})"
+        return f"{label}: {first.message}"
 
     def _workflow_arguments(self, given: dict[str, str]) -> dict[str, str]:
         declared = self.spec.get("arguments", {}).get("parameters", [])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.workflows.local_runner.builders import FLAKY, document, run, script, step
-from workflows.local_runner.executor import backoff_delay, retries
+from workflows.local_runner.retrying import backoff_delay, retries
 
 
 def test_a_failing_step_is_retried_then_succeeds(tmp_path: Path) -> None:

@@ -81,7 +81,12 @@ def test_what_argo_local_honours_passes() -> None:
                         "tasks": [step("a", "echo"), {**step("b", "echo"), "depends": "a"}],
                     },
                 },
-                script("echo", "print(1)", retryStrategy={"limit": 2}, timeout="1m"),
+                script(
+                    "echo",
+                    "print(1)",
+                    retryStrategy={"limit": 2, "expression": "asInt(lastRetry.exitCode) != 2"},
+                    timeout="1m",
+                ),
             ],
             podGC={"strategy": "OnPodSuccess"},
         )

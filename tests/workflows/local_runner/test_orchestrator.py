@@ -335,5 +335,5 @@ def test_the_exit_handler_fails_a_run_that_succeeded(tmp_path: Path) -> None:
     ]
     result = run(doc, tmp_path)
     assert result.phase == "Failed"
-    assert (result.message or "").startswith("exit handler 'exit-handler': Error (exit code 3)")
+    assert result.message == "exit handler 'exit-handler': attempt 1 fails (exit code 3)"
     assert json.loads((tmp_path / "n").read_text()) == 1
