@@ -56,18 +56,21 @@ def compile_command(
     ),
 ) -> None:
     """Compile every KFP pipeline to IR YAML and render every Argo WorkflowTemplate, validated,
-    plus the NATS bridge's Kubernetes manifests (bridge/bridge.k8s.yaml).
+    plus the NATS bridge's Kubernetes manifests (bridge/bridge.k8s.yaml), the Argo Events
+    EventSources, Sensors and their RBAC (sensors/) and the cluster's RayService (serving/).
 
-    The output is byte-identical across runs. Argo documents are validated strictly against the
-    pinned schema (shipped with llmw; LLMW_SCHEMAS_DIR points elsewhere); any violation fails
+    The output is byte-identical across runs. Documents are validated strictly against the
+    pinned schemas (shipped with llmw; LLMW_SCHEMAS_DIR points elsewhere); any violation fails
     the command and nothing is written.
     """
     import shutil
     import tempfile
 
     from bridge.deploy import render_manifests, write_manifests
+    from components.rollout.rayservice import render_all as render_rayservice
     from components.settings import get_settings
     from pipelines.compiler import PipelineSpecError, compile_all
+    from sensors.render import render_all as render_sensors
     from workflows.render import render_all
 
     settings = get_settings()
@@ -82,6 +85,8 @@ def compile_command(
             staged = render_all(stage, settings, settings.schemas_dir)
             staged += compile_all(stage, settings)
             staged += write_manifests(stage, settings)
+            staged += render_sensors(stage, settings, settings.schemas_dir)
+            staged += render_rayservice(stage / "serving", settings, settings.schemas_dir)
         except (PipelineSpecError, ValueError, FileNotFoundError) as exc:
             raise fail(str(exc)) from None
         for path in staged:

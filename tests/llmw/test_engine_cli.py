@@ -30,6 +30,12 @@ def test_compile_writes_every_pipeline_identically_from_any_folder(tmp_path: Pat
         "document-ingestion.kfp.yaml",
     ]
     names.append("bridge/bridge.k8s.yaml")  # the NATS bridge's manifests
+    names.append("serving/ai-inference.rayservice.yaml")  # the cluster's RayService
+    sensors = sorted(p.name for p in (tmp_path / "a" / "sensors").iterdir())
+    assert {"llmw-minio.eventsource.yaml", "document-created.sensor.yaml", "rbac.k8s.yaml"} <= set(
+        sensors
+    )
+    names += [f"sensors/{name}" for name in sensors]
     second = llmw("compile", "--out", str(tmp_path / "b"))
     assert second.returncode == 0
     for name in names:
