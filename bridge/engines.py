@@ -164,9 +164,15 @@ def _run_locally(kind: str, pipeline: str, params: dict[str, Any], run_name: str
 
     settings = get_settings()
     if kind == "kfp-local":
+        from pipelines.local_run import DEFAULT_PIPELINE_ROOT
         from pipelines.local_run import run_local as run_kfp_local
 
-        return json.dumps(run_kfp_local(pipeline, params, settings), default=str)
+        # kfp.local's log goes beside the run's outputs, never onto the bridge's JSON log lines.
+        log_path = DEFAULT_PIPELINE_ROOT / f"{run_name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a", encoding="utf-8") as log:
+            report = run_kfp_local(pipeline, params, settings, log=log)
+        return json.dumps(report, default=str)
     from workflows.local_runner import run_local as run_argo_local
 
     result = run_argo_local(pipeline, params, settings, run_name=run_name)

@@ -166,6 +166,8 @@ def test_requests_run_the_real_pipeline_on_both_local_engines_and_leave_no_proce
         assert {e.run_id for e in events[1:]} == {run_name_for(PIPELINE, engine)}
         assert events[1].run_url == f"{engine}://{run_name_for(PIPELINE, engine)}"
         check_same_as_plain(local_runs / f"{engine}.db", plain)
+    kfp_log = local_runs / ".llmw" / "kfp-local" / f"{run_name_for(PIPELINE, 'kfp-local')}.log"
+    assert "ingest-shard" in kfp_log.read_text()  # kfp.local's log, not on the bridge's stderr
     workers = new_processes()
     assert len(workers) == 2, [cmdline(p) for p in workers]  # one per engine, idle
     bridge.stop()
