@@ -12,8 +12,8 @@ import sys
 import traceback
 from collections.abc import Callable
 
-EXIT_UNREACHABLE = 1
-EXIT_BAD_INPUT = 2
+from components.exit_codes import EXIT_BAD_INPUT
+from components.exit_codes import EXIT_FAILED as EXIT_UNREACHABLE
 
 
 def run_cli(app: Callable[[], object]) -> None:
