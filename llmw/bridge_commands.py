@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmw.engine_commands import PARAM_HELP, validated_params
 from llmw.progress import fail
+
+if TYPE_CHECKING:
+    from bridge.messages import PipelineRequest
 
 EXIT_FAILED = 1
 EXIT_REJECTED = 2
@@ -67,20 +70,10 @@ def trigger_command(
     import asyncio
 
     from bridge.client import TriggerError, trigger
-    from bridge.messages import PipelineRequest, PipelineStatus, RunState
-    from components.registry import parse_assignments
+    from bridge.messages import PipelineStatus, RunState
     from components.settings import get_settings
 
-    try:
-        request = PipelineRequest(
-            request_id=request_id or str(uuid.uuid4()),
-            pipeline=pipeline,
-            engine=engine.value if engine else None,
-            parameters=parse_assignments(param or []),
-            experiment=experiment,
-        )
-    except ValueError as exc:
-        raise fail(str(exc)) from None
+    request = _request(pipeline, param, engine, experiment, request_id)
 
     def show(status: PipelineStatus) -> None:
         if as_json:
@@ -102,6 +95,29 @@ def trigger_command(
         raise typer.Exit(EXIT_REJECTED)
     if last.state is not RunState.succeeded:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _request(
+    pipeline: str,
+    param: list[str] | None,
+    engine: TriggerEngine | None,
+    experiment: str | None,
+    request_id: str | None,
+) -> PipelineRequest:
+    """The request the options describe, or exit 2 naming what is wrong."""
+    from bridge.messages import PipelineRequest
+    from components.registry import parse_assignments
+
+    try:
+        return PipelineRequest(
+            request_id=request_id or str(uuid.uuid4()),
+            pipeline=pipeline,
+            engine=engine.value if engine else None,
+            parameters=parse_assignments(param or []),
+            experiment=experiment,
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
 
 def _describe(status: Any) -> str:
