@@ -18,36 +18,13 @@ from typing import Any, Literal
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from components.registry import ParameterError, UnknownPipelineError, get_job
+from components.registry import FORBIDDEN_KEYS, ParameterError, UnknownPipelineError, get_job
 
 PROTOCOL_VERSION: Literal[1] = 1
 TRIGGER_PREFIX = "ai.pipeline.trigger."
 STATUS_PREFIX = "ai.pipeline.status."
 DEAD_LETTER_PREFIX = "ai.pipeline.deadletter."
 ENGINES = ("kfp-local", "argo-local", "kfp", "argo")
-# Keys that would let a message steer what runs where; refused wherever they appear.
-FORBIDDEN_KEYS = frozenset(
-    {
-        "image",
-        "command",
-        "args",
-        "env",
-        "envfrom",
-        "environment",
-        "node",
-        "nodename",
-        "nodeselector",
-        "node_selector",
-        "affinity",
-        "tolerations",
-        "serviceaccount",
-        "serviceaccountname",
-        "service_account",
-        "securitycontext",
-        "volumes",
-        "podspecpatch",
-    }
-)
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"  # a KV key and one subject token
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 

@@ -35,6 +35,33 @@ LOCAL_BACKOFF_S = 1
 LOCAL_MAX_BACKOFF_S = 5
 
 
+# Keys that would let a request steer what runs where: the bridge refuses them anywhere in a
+# message, whatever their case and '-' or '_', and the webhook sensors refuse such a body. A job's
+# parameters choose what a pipeline works on, never an image, command, env, node or account.
+FORBIDDEN_KEYS = frozenset(
+    {
+        "image",
+        "command",
+        "args",
+        "env",
+        "envfrom",
+        "environment",
+        "node",
+        "nodename",
+        "nodeselector",
+        "node_selector",
+        "affinity",
+        "tolerations",
+        "serviceaccount",
+        "serviceaccountname",
+        "service_account",
+        "securitycontext",
+        "volumes",
+        "podspecpatch",
+    }
+)
+
+
 class UnknownPipelineError(KeyError):
     """A pipeline name that is not registered; the message lists the registered ones."""
 

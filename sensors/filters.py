@@ -9,33 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from components.registry import FORBIDDEN_KEYS
 from sensors.models import DataFilter
 
-# Keys that would let an event steer what runs where (bridge.messages.FORBIDDEN_KEYS; a test
-# keeps them equal). The bridge refuses them anywhere in a request, whatever their case and
-# whatever '-' or '_' they hold; the webhook sensors refuse such a body before any trigger.
-FORBIDDEN_KEYS = frozenset(
-    {
-        "image",
-        "command",
-        "args",
-        "env",
-        "envfrom",
-        "environment",
-        "node",
-        "nodename",
-        "nodeselector",
-        "node_selector",
-        "affinity",
-        "tolerations",
-        "serviceaccount",
-        "serviceaccountname",
-        "service_account",
-        "securitycontext",
-        "volumes",
-        "podspecpatch",
-    }
-)
 _SPECIAL = set("\\.+*?()|[]{}^$")
 # Characters a key may not hold: a quote, a backslash or a control character would break the
 # JSON text an Argo parameter carries (document-removal's ``uris``), so such keys are refused.
