@@ -12,25 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
 
+from components.orchestration.parameter_text import argument_text
 from components.registry import JobSpec
 from sensors.catalog import Const, FromEvent, ParamSource, WholeBody
 from sensors.models import TriggerParameter, TriggerParameterSource
 
 ARGUMENTS_DEST = "spec.arguments.parameters"
-
-
-def argument_text(value: Any) -> str:
-    """A value as Argo passes a parameter (workflows.common.argument_text; a test keeps them
-    equal): ``""`` for None, strings as they are, ``true``/``false``, JSON for the rest."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value, separators=(",", ":"))
 
 
 def source(dependency: str, param: ParamSource, *, typed: bool) -> TriggerParameterSource:

@@ -7,7 +7,6 @@ Secrets, retries) is translated here, never restated."""
 
 from __future__ import annotations
 
-import json
 import sys
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +30,7 @@ from hera.workflows.script import RunnerScriptConstructor
 from pydantic import BaseModel
 
 from components.cluster.placement import Placement
+from components.orchestration.parameter_text import argument_text
 from components.registry import JobSpec, RetryPolicy, cluster_env
 from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings
 
@@ -57,17 +57,6 @@ def workflow_template(
         on_exit=EXIT_HANDLER,
         arguments=arguments,
     )
-
-
-def argument_text(value: Any) -> str:
-    """A parameter value as Argo passes it: a string (``true``/``false``, JSON for the rest)."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value, separators=(",", ":"))
 
 
 def model_arguments(

@@ -8,10 +8,10 @@ from typing import Any
 
 from hera.workflows import WorkflowTemplate
 
+from components.orchestration.parameter_text import argument_text
 from components.registry import get_job
 from components.settings import Settings
 from workflows import batch_inference, ingestion
-from workflows.common import argument_text
 
 TemplateBuilder = Callable[[Settings], WorkflowTemplate]
 
