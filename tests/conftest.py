@@ -17,6 +17,9 @@ configure_offline()
 # a failing assert only in modules it rewrites.
 pytest.register_assert_rewrite("tests.batch_runs", "tests.ingestion_runs")
 
+# The bridge fixtures (nats_server, runs_dir, start_bridge) for every test that wants them.
+pytest_plugins = ["testing.bridge_fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DOCS = REPO / "examples" / "docs"
 

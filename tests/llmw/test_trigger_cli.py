@@ -9,14 +9,13 @@ from typing import Any
 from bridge.engines import run_name_for
 from testing.nats_server import NatsServer
 from testing.recording_engine import runs_by_name
-from tests.bridge.conftest import nats_server, runs_dir, start_bridge  # noqa: F401 (fixtures)
 from tests.llmw.test_ingest_cli import llmw
 
 
 def test_wait_prints_each_status_until_the_run_succeeds(
-    nats_server: NatsServer,  # noqa: F811
-    start_bridge: Any,  # noqa: F811
-    runs_dir: Path,  # noqa: F811
+    nats_server: NatsServer,
+    start_bridge: Any,
+    runs_dir: Path,
 ) -> None:
     start_bridge(run_s=0.3)
     env = {"LLMW_NATS_URL": nats_server.url}
@@ -41,9 +40,9 @@ def test_wait_prints_each_status_until_the_run_succeeds(
 
 
 def test_a_failed_run_exits_1_and_a_rejected_request_exits_2(
-    nats_server: NatsServer,  # noqa: F811
-    start_bridge: Any,  # noqa: F811
-    runs_dir: Path,  # noqa: F811
+    nats_server: NatsServer,
+    start_bridge: Any,
+    runs_dir: Path,
 ) -> None:
     start_bridge(failing_runs=frozenset({run_name_for("document-ingestion", "cli-2")}))
     env = {"LLMW_NATS_URL": nats_server.url}
@@ -61,14 +60,14 @@ def test_a_failed_run_exits_1_and_a_rejected_request_exits_2(
     assert run_name_for("document-ingestion", "cli-3") not in runs_by_name(runs_dir)
 
 
-def test_bad_parameters_are_refused_before_publishing(nats_server: NatsServer) -> None:  # noqa: F811
+def test_bad_parameters_are_refused_before_publishing(nats_server: NatsServer) -> None:
     env = {"LLMW_NATS_URL": nats_server.url}
     result = llmw("trigger", "document-ingestion", "-p", "sauce=x", "--wait", env=env)
     assert result.returncode == 2
     assert "unknown parameter 'sauce'" in result.stderr
 
 
-def test_no_stream_means_no_bridge(nats_server: NatsServer) -> None:  # noqa: F811
+def test_no_stream_means_no_bridge(nats_server: NatsServer) -> None:
     env = {"LLMW_NATS_URL": nats_server.url}
     result = llmw("trigger", "document-ingestion", "-p", "source=examples/docs", env=env)
     assert result.returncode == 1

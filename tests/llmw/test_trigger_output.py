@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from testing.nats_server import NatsServer, free_port
-from tests.bridge.conftest import nats_server  # noqa: F401 (fixture)
 from tests.llmw.test_ingest_cli import llmw
 
 
@@ -15,7 +14,7 @@ def test_nothing_is_said_published_when_nats_is_unreachable() -> None:
 
 
 def test_nothing_is_said_published_when_no_stream_acknowledges_it(
-    nats_server: NatsServer,  # noqa: F811
+    nats_server: NatsServer,
 ) -> None:
     env = {"LLMW_NATS_URL": nats_server.url}
     result = llmw("trigger", "document-ingestion", "-p", "source=x", env=env)

@@ -38,17 +38,6 @@ FULL_LIFE = ["accepted", "submitted", "running", "succeeded"]
 
 
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    with NatsServer(tmp_path / "nats") as server:
-        yield server
-
-
-@pytest.fixture
-def runs_dir(tmp_path: Path) -> Path:
-    return tmp_path / "runs"
-
-
-@pytest.fixture
 def bridge(nats_server: NatsServer, runs_dir: Path) -> Iterator[BridgeThread]:
     settings = bridge_settings(nats_server.url)
 

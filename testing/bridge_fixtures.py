@@ -1,5 +1,5 @@
-"""Bridge fixtures: a real nats-server per test and bridges on their own event loops in threads
-(helpers to drive them are in ``testing.bridge_harness``)."""
+"""pytest fixtures for a bridge: a real nats-server per test and bridges on their own event loops
+in threads (registered for every test by tests/conftest.py; testing.bridge_harness drives them)."""
 
 from __future__ import annotations
 
