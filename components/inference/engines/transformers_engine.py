@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from components.inference.batch_io import ModelNotFoundError
-from components.inference.engines.base import Emit, batched, error_result, ok_result
+from components.inference.engines.base import (
+    Emit,
+    batched,
+    completion_body,
+    error_result,
+    ok_result,
+)
 from components.inference.models import BatchRow
 
 
@@ -160,29 +164,11 @@ class TransformersEngine:
                 int(t) for t in new_tokens if int(t) not in (eos, self.tokenizer.pad_token_id)
             ]
             text = str(self.tokenizer.decode(completion_ids, skip_special_tokens=True))
-            emit(ok_result(row, self._body(row, text, finish, prompt_tokens, len(completion_ids))))
-
-    def _body(
-        self, row: BatchRow, text: str, finish: str, prompt_tokens: int, completion_tokens: int
-    ) -> dict[str, Any]:
-        chat = row.url == "/v1/chat/completions"
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
-        if chat:
-            choice["message"] = {"role": "assistant", "content": text}
-        else:
-            choice["text"] = text
-        return {
-            "id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()),
-            "model": self.model_name,
-            "choices": [choice],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+            chat = row.url == "/v1/chat/completions"
+            body = completion_body(
+                self.model_name, chat, text, finish, prompt_tokens, len(completion_ids)
+            )
+            emit(ok_result(row, body))
 
     def _embed(self, rows: list[BatchRow], emit: Emit) -> None:
         """The batch's embedding rows, in one encode."""

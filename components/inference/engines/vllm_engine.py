@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from components.inference.engines.base import Emit, batched, error_result, ok_result
+from components.inference.engines.base import (
+    Emit,
+    batched,
+    completion_body,
+    error_result,
+    ok_result,
+)
 from components.inference.models import BatchRow
 
 
@@ -70,7 +76,16 @@ class VLLMEngine:
             [t for _, t in fitting], [self._sampling(r) for r, _ in fitting]
         )
         for (row, _), out in zip(fitting, outputs, strict=True):
-            emit(ok_result(row, self._completion_body(url, out)))
+            completion = out.outputs[0]
+            body = completion_body(
+                self.model_name,
+                url == "/v1/chat/completions",
+                completion.text,
+                completion.finish_reason,
+                len(out.prompt_token_ids or []),
+                len(completion.token_ids),
+            )
+            emit(ok_result(row, body))
 
     def _embed(self, rows: list[BatchRow], emit: Emit) -> None:
         texts = [r.body.get("input") or "" for r in rows]
@@ -100,25 +115,3 @@ class VLLMEngine:
             emit(error_result(row, "context_length_exceeded", message, 400))
             return None
         return text
-
-    def _completion_body(self, url: str, out: Any) -> dict[str, Any]:
-        """One vLLM RequestOutput as an OpenAI (chat) completion body."""
-        completion = out.outputs[0]
-        chat = url == "/v1/chat/completions"
-        choice: dict[str, Any] = {"index": 0, "finish_reason": completion.finish_reason}
-        if chat:
-            choice["message"] = {"role": "assistant", "content": completion.text}
-        else:
-            choice["text"] = completion.text
-        prompt_tokens = len(out.prompt_token_ids or [])
-        completion_tokens = len(completion.token_ids)
-        return {
-            "object": "chat.completion" if chat else "text_completion",
-            "model": self.model_name,
-            "choices": [choice],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
