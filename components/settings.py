@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     milvus_index_type: Literal["auto", "FLAT", "HNSW", "IVF_FLAT", "AUTOINDEX"] = "auto"
     collection: str = "documents"
     milvus_write_batch_bytes: int = Field(16 * 1024 * 1024, gt=0, lt=MAX_MILVUS_WRITE_BYTES)
+    # Embedding rollouts (components/embedding_rollout/, `llmw rollout embeddings`): one at a
+    # time per alias, under a lock kept in Milvus (collection llmw_rollout_locks) that lasts
+    # this long unless renewed (the rollout renews it as it works), so a crashed run does not
+    # hold it forever; one whose owner died on this host is taken over at once.
+    embedding_rollout_lock_ttl_s: float = Field(900.0, gt=0)
 
     # MinIO / S3, used through the minio client.
     s3_endpoint: str = "minio.minio.svc.cluster.local:9000"

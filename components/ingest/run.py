@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-from components.ids import chunk_key, doc_id_for, pipeline_fingerprint, sha256_hex
+from components.ids import chunk_key, doc_id_for, sha256_hex
 from components.ingest.embedders import Embedder, EmbeddingError, make_embedder
+from components.ingest.generations import open_generation
 from components.ingest.listing import Listing
 from components.ingest.models import DocumentIssue, IngestParams, IngestReport
 from components.ingest.partition import Chunk, ChunkingConfig, DocumentError
@@ -245,13 +246,12 @@ def ingest(
     started = time.perf_counter()
     report = IngestReport()
     source = open_source(params.source, settings)
-    embedder = embedder or make_embedder(settings)
     store = open_store(params, settings)
     try:
-        store.ensure(embedder.dimension)
         config = chunking_config(settings)
-        fingerprint = pipeline_fingerprint(
-            **config.fingerprint_fields(), model=embedder.name, dimension=embedder.dimension
+        # An alias or a generation is written with the model recorded on it (generations.py).
+        embedder, fingerprint = open_generation(
+            store, embedder, settings, config.fingerprint_fields(), source.root_uri, make_embedder
         )
         writer = _Writer(
             store, embedder, fingerprint, settings.milvus_write_batch_bytes, report, progress

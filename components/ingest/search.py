@@ -1,8 +1,14 @@
-"""Search the chunk collection: dense, or hybrid (dense + BM25) where the collection has BM25."""
+"""Search the chunk collection: dense, or hybrid (dense + BM25) where the collection has BM25.
+
+A name that is an alias searches the collection it points to, with the query embedded by the model
+recorded on that collection (``components.ingest.generations``); a model not available here is
+refused, naming it, rather than searched with another model's vectors.
+"""
 
 from __future__ import annotations
 
-from components.ingest.embedders import Embedder, make_embedder
+from components.ingest.embedders import Embedder
+from components.ingest.generations import collection_embedder
 from components.settings import Settings, get_settings
 from components.storage.milvus import ChunkStore, SchemaMismatchError, SearchHit
 
@@ -32,7 +38,8 @@ def search(
     )
     try:
         store.open_existing()
-        embedder = embedder or make_embedder(settings)
+        # Through an alias: the collection it points to, embedded with the model recorded on it.
+        embedder = collection_embedder(store, embedder, settings)
         if store.dimension() != embedder.dimension:
             raise SchemaMismatchError(
                 f"collection {store.collection!r} holds {store.dimension()}-dimensional vectors "

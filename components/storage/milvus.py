@@ -3,7 +3,8 @@
 Chunks live in ``<collection>``; one row per document lives in ``<collection>_documents`` (the
 manifest), keyed by ``doc_id``. Every incremental decision reads the manifest by primary key,
 because filtered queries on Milvus (Lite especially) cost hundreds of milliseconds each while
-primary-key reads cost well under one.
+primary-key reads cost well under one. A name that is a Milvus alias addresses the collection the
+alias points to, and that collection's manifest (see ``components.ingest.generations``).
 """
 
 from __future__ import annotations
@@ -16,67 +17,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.storage.milvus_schema import (
+    KEYS_MAX_CHARS,
+    PLACEHOLDER_VECTOR,
+    STATE_FIELDS,
+    SchemaMismatchError,
+    check_chunk_schema,
+    check_manifest_schema,
+    create_chunk_collection,
+    create_manifest,
+    fields_of,
+)
+from components.storage.milvus_uri import (  # noqa: F401  (re-exported)
+    SERVER_SCHEMES,
+    MilvusUriError,
+    check_uri,
+    dense_index_type,
+)
+
 MANIFEST_SUFFIX = "_documents"
-TEXT_MAX_BYTES = 65535
-KEYS_MAX_CHARS = 65535
-# A manifest needs a vector field (Milvus requires one per collection); it is never searched.
-_PLACEHOLDER_VECTOR = [0.0, 1.0]
 _OVERFLOW = "*"  # chunk_keys too long to store: stale rows are then found by filter
-
-
-class SchemaMismatchError(ValueError):
-    """An existing collection does not fit the model or the documented schema."""
-
-
-class MilvusUriError(ValueError):
-    """A Milvus URI that can't be used: the message names it and why."""
-
-
-SERVER_SCHEMES = ("http", "https", "tcp", "unix")
-
-
-def check_uri(uri: str, *, create: bool) -> None:
-    """Refuse, naming the problem, a URI Milvus can't open: a scheme it doesn't speak, a Lite
-    file not ending in ``.db``, a folder that isn't one or can't be written; with
-    ``create=False`` also a Lite database that doesn't exist yet."""
-    if "://" in uri:
-        scheme = uri.split("://", 1)[0].lower()
-        if scheme not in SERVER_SCHEMES:
-            raise MilvusUriError(
-                f"Milvus URI {uri!r}: the scheme must be one of {', '.join(SERVER_SCHEMES)}"
-            )
-        return
-    path = Path(uri).expanduser()
-    if path.suffix != ".db":
-        raise MilvusUriError(
-            f"Milvus URI {uri!r}: a Milvus Lite database is a file ending in .db "
-            "(or give a server as http://host:19530)"
-        )
-    _check_writable_folder(path.resolve().parent, uri)
-    if not create and not path.exists():
-        raise MilvusUriError(f"no Milvus Lite database at {uri}; ingest first")
-
-
-def dense_index_type(uri: str, configured: str) -> str:
-    """The dense index to build: ``configured``, where "auto" is FLAT on Lite, AUTOINDEX else."""
-    if configured != "auto":
-        return configured
-    return "AUTOINDEX" if "://" in uri else "FLAT"
-
-
-def _check_writable_folder(folder: Path, uri: str) -> None:
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
-    if not existing.is_dir():
-        raise MilvusUriError(f"Milvus URI {uri!r}: {existing} is not a folder")
-    import tempfile
-
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as exc:
-        raise MilvusUriError(
-            f"Milvus URI {uri!r}: can't write in {existing} ({exc.strerror or exc})"
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -141,32 +101,45 @@ class ChunkStore:
         if "://" not in uri:
             Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
         self.uri = uri
-        self.collection = collection
-        self.manifest = collection + MANIFEST_SUFFIX
         self.client = MilvusClient(uri=uri, token=token or "")
         self.has_sparse = False
         self.index_type = dense_index_type(uri, index_type)
+        # The name readers use: an alias (then self.collection is the collection it points to,
+        # resolved once, here) or a plain collection (alias None).
+        self.alias: str | None = None
+        self.retarget(collection)
+        if collection in (self.client.list_aliases().get("aliases") or []):
+            self.alias = collection
+            self.retarget(self.client.describe_alias(collection)["collection_name"])
 
     # -- schema ---------------------------------------------------------------------------
+
+    def retarget(self, collection: str) -> None:
+        """Address another chunk collection (and its manifest) through the same client."""
+        self.collection = collection
+        self.manifest = collection + MANIFEST_SUFFIX
 
     def exists(self) -> bool:
         return bool(self.client.has_collection(self.collection))
 
-    def ensure(self, dimension: int) -> None:
-        """Create both collections when missing; refuse ones that don't match; load them.
+    def ensure(self, dimension: int, properties: dict[str, str] | None = None) -> None:
+        """Create both collections when missing (the chunk collection with ``properties``);
+        refuse ones that don't match; load them.
 
         Both existing ones are checked before either is created, so a refusal leaves nothing
         behind."""
         has_chunks = self.client.has_collection(self.collection)
         has_manifest = self.client.has_collection(self.manifest)
         if has_chunks:
-            self._check_chunk_schema(dimension)
+            self.has_sparse = check_chunk_schema(self.client, self.collection, self.uri, dimension)
         if has_manifest:
-            self._check_manifest_schema()
+            check_manifest_schema(self.client, self.manifest, self.collection, self.uri)
         if not has_chunks:
-            self._create_chunks(dimension)
+            self.has_sparse = create_chunk_collection(
+                self.client, self.collection, dimension, self.index_type, properties
+            )
         if not has_manifest:
-            self._create_manifest()
+            create_manifest(self.client, self.manifest)
         self.client.load_collection(self.collection)
         self.client.load_collection(self.manifest)
 
@@ -176,128 +149,22 @@ class ChunkStore:
             raise SchemaMismatchError(
                 f"collection {self.collection!r} does not exist in {self.uri}; ingest first"
             )
-        fields = self._fields()
-        self.has_sparse = "sparse" in fields
+        self.has_sparse = "sparse" in fields_of(self.client, self.collection)
         self.client.load_collection(self.collection)
 
     def dimension(self) -> int:
-        vector = self._fields().get("embedding")
+        vector = fields_of(self.client, self.collection).get("embedding")
         if vector is None:
             raise SchemaMismatchError(f"collection {self.collection!r} has no 'embedding' field")
         return int(vector["params"]["dim"])
 
-    def _fields(self) -> dict[str, dict[str, Any]]:
+    def properties(self) -> dict[str, str]:
+        """The chunk collection's properties (what llm-workflows records on it, and Milvus's)."""
         description = self.client.describe_collection(self.collection)
-        return {f["name"]: f for f in description["fields"]}
+        return {str(k): str(v) for k, v in (description.get("properties") or {}).items()}
 
-    def _create_chunks(self, dimension: int) -> None:
-        from pymilvus import DataType, Function, FunctionType
-
-        def schema(with_sparse: bool) -> Any:
-            s = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-            s.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=64)
-            s.add_field("doc_id", DataType.VARCHAR, max_length=36)
-            s.add_field("source_uri", DataType.VARCHAR, max_length=4096)
-            s.add_field("content_hash", DataType.VARCHAR, max_length=64)
-            s.add_field("pipeline_fingerprint", DataType.VARCHAR, max_length=64)
-            s.add_field("chunk_index", DataType.INT64)
-            s.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX_BYTES, enable_analyzer=True)
-            s.add_field("metadata", DataType.JSON)
-            s.add_field("embedding", DataType.FLOAT_VECTOR, dim=dimension)
-            if with_sparse:
-                s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-                s.add_function(
-                    Function(
-                        name="text_bm25",
-                        function_type=FunctionType.BM25,
-                        input_field_names=["text"],
-                        output_field_names=["sparse"],
-                    )
-                )
-            return s
-
-        def indexes(with_sparse: bool) -> Any:
-            params = self.client.prepare_index_params()
-            params.add_index("embedding", index_type=self.index_type, metric_type="COSINE")
-            if with_sparse:
-                params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-            return params
-
-        try:
-            self.client.create_collection(
-                self.collection,
-                schema=schema(True),
-                index_params=indexes(True),
-                consistency_level="Strong",
-            )
-            self.has_sparse = True
-        except Exception as exc:  # a backend without BM25 functions: dense search only
-            if "bm25" not in str(exc).lower() and "function" not in str(exc).lower():
-                raise
-            self.client.create_collection(
-                self.collection,
-                schema=schema(False),
-                index_params=indexes(False),
-                consistency_level="Strong",
-            )
-            self.has_sparse = False
-
-    def _check_chunk_schema(self, dimension: int) -> None:
-        fields = self._fields()
-        expected = {
-            "pk",
-            "doc_id",
-            "source_uri",
-            "content_hash",
-            "pipeline_fingerprint",
-            "chunk_index",
-            "text",
-            "metadata",
-            "embedding",
-        }
-        missing = sorted(expected - fields.keys())
-        if missing:
-            raise SchemaMismatchError(
-                f"collection {self.collection!r} in {self.uri} is not an llm-workflows chunk "
-                f"collection: it lacks {', '.join(missing)}. Use another --collection."
-            )
-        existing_dim = int(fields["embedding"]["params"]["dim"])
-        if existing_dim != dimension:
-            raise SchemaMismatchError(
-                f"collection {self.collection!r} holds {existing_dim}-dimensional vectors but the "
-                f"embedding model makes {dimension}-dimensional ones. Use the model the collection "
-                f"was built with, or another --collection."
-            )
-        self.has_sparse = "sparse" in fields
-
-    def _check_manifest_schema(self) -> None:
-        description = self.client.describe_collection(self.manifest)
-        fields = {f["name"] for f in description["fields"]}
-        missing = sorted(set(_STATE_FIELDS) - fields)
-        if missing:
-            raise SchemaMismatchError(
-                f"collection {self.manifest!r} in {self.uri} is not the manifest of "
-                f"{self.collection!r}: it lacks {', '.join(missing)}. Use another --collection."
-            )
-
-    def _create_manifest(self) -> None:
-        from pymilvus import DataType
-
-        s = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-        s.add_field("doc_id", DataType.VARCHAR, is_primary=True, max_length=36)
-        s.add_field("source_uri", DataType.VARCHAR, max_length=4096)
-        s.add_field("content_hash", DataType.VARCHAR, max_length=64)
-        s.add_field("pipeline_fingerprint", DataType.VARCHAR, max_length=64)
-        s.add_field("chunk_count", DataType.INT64)
-        s.add_field("chunk_keys", DataType.VARCHAR, max_length=KEYS_MAX_CHARS)
-        s.add_field("pending_keys", DataType.VARCHAR, max_length=KEYS_MAX_CHARS)
-        s.add_field("updated_at", DataType.INT64)
-        s.add_field("placeholder", DataType.FLOAT_VECTOR, dim=len(_PLACEHOLDER_VECTOR))
-        params = self.client.prepare_index_params()
-        params.add_index("placeholder", index_type="AUTOINDEX", metric_type="L2")
-        self.client.create_collection(
-            self.manifest, schema=s, index_params=params, consistency_level="Strong"
-        )
+    def set_properties(self, properties: dict[str, str]) -> None:
+        self.client.alter_collection_properties(self.collection, properties=properties)
 
     # -- manifest -------------------------------------------------------------------------
 
@@ -305,13 +172,13 @@ class ChunkStore:
         """Manifest records for these ids (absent ids are new documents)."""
         if not doc_ids:
             return {}
-        rows = self.client.get(self.manifest, ids=list(doc_ids), output_fields=_STATE_FIELDS)
+        rows = self.client.get(self.manifest, ids=list(doc_ids), output_fields=STATE_FIELDS)
         return {row["doc_id"]: _state(row) for row in rows}
 
     def iter_document_states(self, uri_prefix: str) -> Iterator[DocumentState]:
         """Every manifest record whose source URI starts with the prefix, streamed."""
         iterator = self.client.query_iterator(
-            self.manifest, batch_size=1000, filter="", output_fields=_STATE_FIELDS
+            self.manifest, batch_size=1000, filter="", output_fields=STATE_FIELDS
         )
         try:
             while batch := iterator.next():
@@ -333,7 +200,7 @@ class ChunkStore:
                 "chunk_keys": s.chunk_keys,
                 "pending_keys": s.pending_keys,
                 "updated_at": now,
-                "placeholder": _PLACEHOLDER_VECTOR,
+                "placeholder": PLACEHOLDER_VECTOR,
             }
             for s in states
         ]
@@ -419,17 +286,6 @@ class ChunkStore:
 
     def close(self) -> None:
         self.client.close()
-
-
-_STATE_FIELDS = [
-    "doc_id",
-    "source_uri",
-    "content_hash",
-    "pipeline_fingerprint",
-    "chunk_count",
-    "chunk_keys",
-    "pending_keys",
-]
 
 
 def _state(row: dict[str, Any]) -> DocumentState:
