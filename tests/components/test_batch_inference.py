@@ -139,11 +139,10 @@ if __name__ == "__main__":
 """
 
 
-def test_a_run_killed_mid_way_then_rerun_has_every_id_once(tmp_path: Path, tiny_lm: Path) -> None:
-    source = write_batch(tmp_path / "in.jsonl", 40)
-    out = tmp_path / "out.jsonl"
+def run_and_kill(code: str, source: Path, out: Path, model: Path, after_rows: int) -> None:
+    """Run ``code`` (a runner) in a process of its own and SIGKILL it after ``after_rows``."""
     process = subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(source), str(out), str(tiny_lm)],
+        [sys.executable, "-c", code, str(source), str(out), str(model)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -151,11 +150,17 @@ def test_a_run_killed_mid_way_then_rerun_has_every_id_once(tmp_path: Path, tiny_
     )
     assert process.stdout is not None
     for count, _ in enumerate(process.stdout, start=1):
-        if count == 25:
+        if count == after_rows:
             os.killpg(process.pid, signal.SIGKILL)
             break
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
+
+
+def test_a_run_killed_mid_way_then_rerun_has_every_id_once(tmp_path: Path, tiny_lm: Path) -> None:
+    source = write_batch(tmp_path / "in.jsonl", 40)
+    out = tmp_path / "out.jsonl"
+    run_and_kill(RUNNER, source, out, tiny_lm, after_rows=25)
     with out.open("a") as handle:  # as if the kill tore the last line
         handle.write('{"id": "batch_req_torn", "cust')
     written = len(out.read_text().splitlines()) - 1

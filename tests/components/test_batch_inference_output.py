@@ -7,9 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +23,9 @@ from tests.components.test_batch_inference import (
     chat_line,
     params,
     read_output,
+    run_and_kill,
     write_batch,
 )
-from tests.conftest import REPO
 
 FOREIGN = {
     "text": "my notes\nsecond line\n",
@@ -194,20 +191,7 @@ def test_a_rerun_killed_while_retrying_ends_with_every_id_once(
     out = tmp_path / "out.jsonl"
     out.write_text("".join(error_row(f"row-{i}", "request_failed") for i in range(40)))
     flushing = "import components.inference.batch as b\nb.WRITE_EVERY = 1\n" + RUNNER
-    process = subprocess.Popen(
-        [sys.executable, "-c", flushing, str(source), str(out), str(tiny_lm)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    for count, _ in enumerate(process.stdout, start=1):
-        if count == 15:
-            os.killpg(process.pid, signal.SIGKILL)
-            break
-    process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    run_and_kill(flushing, source, out, tiny_lm, after_rows=15)
     lines = out.read_text().splitlines()
     killed = [json.loads(line) for line in lines[:-1]]  # the last may be torn by the kill
     assert len(killed) >= 40 + 10, "retried rows were appended before the kill"
