@@ -125,6 +125,19 @@ class Settings(BaseSettings):
     # service account whose Secret holds the model store's credentials (never literal values).
     kserve_deployment_mode: Literal["Serverless", "RawDeployment"] = "RawDeployment"
     kserve_service_account: str = "llmw-models"
+    # ray-local (components/rollout/ray_local.py, `llmw serve`): a Ray head on 127.0.0.1 only,
+    # its sessions and state under ray_local_dir, its GCS, dashboard (KubeRay's PUT/GET
+    # /api/serve/applications/) and Serve HTTP ports. Its CPUs are logical: each application's
+    # deployment asks for one, and a replacement in place runs two replicas for a moment.
+    ray_local_dir: Path = Path(".llmw/ray")
+    ray_local_gcs_port: int = Field(6380, gt=0, lt=65536)
+    ray_local_dashboard_port: int = Field(8266, gt=0, lt=65536)
+    ray_local_serve_port: int = Field(8001, gt=0, lt=65536)
+    ray_local_num_cpus: int = Field(8, ge=1)
+    ray_local_start_timeout_s: float = Field(120.0, gt=0)
+    # How long a rollout waits for an application to be RUNNING (and serving) after an apply,
+    # and for the previous model to serve again after a rollback.
+    rollout_ready_timeout_s: float = Field(300.0, gt=0)
 
     # Engines. Kubeflow Pipelines: the API endpoint (ml-pipeline) and the UI links are built from.
     kfp_host: str = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
