@@ -65,6 +65,12 @@ def ingestion_status(report: Mapping[str, Any]) -> ExitStatus:
     return ExitStatus(EXIT_DONE)
 
 
+def removal_status(report: Mapping[str, Any]) -> ExitStatus:
+    """A removal report's exit status: 0, each document having been removed or not found
+    (not there is an outcome, not a failure: a repeated or retried removal converges)."""
+    return ExitStatus(EXIT_DONE)
+
+
 def batch_status(report: Mapping[str, Any]) -> ExitStatus:
     """A batch inference report's exit status: 3 while any row has an error in the output."""
     errors = int(report.get("errors", 0))

@@ -22,9 +22,15 @@ from components.exit_codes import (
     batch_status,
     done_status,
     ingestion_status,
+    removal_status,
 )
 from components.inference.models import ENGINE_NEEDS, ENGINES, BatchJobParams, shard_step
-from components.ingest.models import EMBEDDING_NEED, INGEST_SHARD_STEP, IngestParams
+from components.ingest.models import (
+    EMBEDDING_NEED,
+    INGEST_SHARD_STEP,
+    IngestParams,
+    RemovalParams,
+)
 from components.settings import LLM_SECRET_KEY
 
 if TYPE_CHECKING:
@@ -156,7 +162,8 @@ def cluster_env(
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One job, as both engines run it: plan -> shards (fanned out) -> finish.
+    """One job, as both engines run it: plan -> shards (fanned out) -> finish. A job of one step
+    (``document-removal``) has only the step that finishes it, retried as ``retries.finish``.
 
     ``step_needs``: what a step needs to run, by step name (``ingest-shard``,
     ``infer-shard-<engine>``): a GpuNeed is placed on the cluster (``place``); None, or a step
@@ -245,6 +252,19 @@ JOBS: dict[str, JobSpec] = {
             },
             engines=ENGINES,
             exit_status=batch_status,
+        ),
+        JobSpec(
+            name="document-removal",
+            params_model=RemovalParams,
+            description=(
+                "Documents' rows (chunks and manifest record) removed from the Milvus collection "
+                "by source URI; a document that isn't there is reported, not an error."
+            ),
+            # One step, no shards: it finishes the run and retries as ingestion's report step
+            # does (a rerun converges: what was removed is not found again).
+            retries=SHARDED_JOB_RETRIES,
+            # A report means done: "not found" is an outcome, not a failure.
+            exit_status=removal_status,
         ),
     ]
 }

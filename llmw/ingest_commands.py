@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from components.exit_codes import ingestion_status as exit_status
+from components.exit_codes import removal_status
 from llmw.progress import StatusLine, fail
 
 if TYPE_CHECKING:
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     from components.ingest.models import IngestReport
     from components.storage.milvus import SearchHit
 
+SourceArgument = Annotated[
+    str | None, typer.Argument(help="A folder, a file, or s3://bucket/prefix.")
+]
 CollectionOption = Annotated[
     str | None, typer.Option("--collection", help="Milvus collection [default: documents]")
 ]
@@ -25,10 +29,19 @@ MilvusUriOption = Annotated[
     typer.Option("--milvus-uri", help="Milvus Lite file or server URL [default: LLMW_MILVUS_URI]"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+RemoveOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--remove",
+        metavar="URI",
+        help="Remove this document's rows instead of ingesting: s3://bucket/key, file:///path "
+        "or a path (repeatable; no SOURCE).",
+    ),
+]
 
 
 def ingest(
-    source: Annotated[str, typer.Argument(help="A folder, a file, or s3://bucket/prefix.")],
+    source: SourceArgument = None,
     collection: CollectionOption = None,
     milvus_uri: MilvusUriOption = None,
     prune: Annotated[
@@ -40,12 +53,14 @@ def ingest(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Glob of paths to leave (repeatable).")
     ] = None,
+    remove: RemoveOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Ingest documents (md, html, txt, pdf, docx) into Milvus, incrementally.
+    """Ingest documents (md, html, txt, pdf, docx) into Milvus, incrementally; or, with
+    --remove, remove documents' rows by source URI (one not there is reported not found).
 
-    Exit codes: 0 done; 3 some documents failed (the others are in); 4 prune refused; 2 bad
-    input or configuration.
+    Exit codes: 0 done (with --remove: each URI removed or not found); 3 some documents failed
+    (the others are in); 4 prune refused; 2 bad input or configuration.
     """
     from pydantic import ValidationError
 
@@ -54,6 +69,12 @@ def ingest(
     from components.settings import get_settings
     from components.storage.milvus import SchemaMismatchError
 
+    if remove is not None:
+        others = {"SOURCE": source, "--prune": prune, "--include": include, "--exclude": exclude}
+        _remove(remove, collection, milvus_uri, as_json, [k for k, v in others.items() if v])
+        return
+    if source is None:
+        raise fail("missing SOURCE: a folder, a file, or s3://bucket/prefix (or --remove URI)")
     settings = get_settings()
     updates = {k: v for k, v in {"include": include, "exclude": exclude}.items() if v}
     if updates:
@@ -77,6 +98,50 @@ def ingest(
     else:
         _print_report(report)
     status = exit_status(report.model_dump())  # the same as `llmw run document-ingestion`
+    if status.code:
+        raise fail(status.message or f"exit code {status.code}", status.code)
+
+
+def _remove(
+    uris: list[str],
+    collection: str | None,
+    milvus_uri: str | None,
+    as_json: bool,
+    also_given: list[str],
+) -> None:
+    """``llmw ingest --remove``: the ``document-removal`` job's step, its report on stdout.
+    ``also_given``: the ingestion arguments given too, refused."""
+    from pydantic import ValidationError
+
+    from components.ingest.models import RemovalParams
+    from components.ingest.removal import remove_documents
+    from components.settings import get_settings
+    from components.storage.milvus import SchemaMismatchError
+
+    if also_given:
+        raise fail(f"--remove takes no {', '.join(also_given)}: it removes the URIs it names")
+    settings = get_settings()
+    try:
+        params = RemovalParams(
+            uris=uris,
+            collection=settings.collection if collection is None else collection,
+            milvus_uri=milvus_uri,
+        )
+    except ValidationError as exc:
+        raise fail(_validation_message(exc)) from None
+    try:
+        report = remove_documents(params, settings)
+    except (ValueError, SchemaMismatchError) as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        typer.echo(report.model_dump_json())
+    else:
+        for document in report.documents:
+            removed = document.outcome == "removed"
+            chunks = f" ({document.chunks} chunks)" if removed else ""
+            typer.echo(f"{'removed' if removed else 'not found'}: {document.source_uri}{chunks}")
+        typer.echo(f"{report.removed} removed, {report.not_found} not found in {report.collection}")
+    status = removal_status(report.model_dump())  # the same as `llmw run document-removal`
     if status.code:
         raise fail(status.message or f"exit code {status.code}", status.code)
 

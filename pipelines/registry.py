@@ -8,10 +8,10 @@ from kfp.dsl.base_component import BaseComponent
 from pydantic import BaseModel
 
 from components.inference.models import BatchReport
-from components.ingest.models import IngestReport
+from components.ingest.models import IngestReport, RemovalReport
 from components.registry import get_job
 from components.settings import Settings
-from pipelines import batch_inference, ingestion
+from pipelines import batch_inference, ingestion, removal
 
 
 class PipelineBuilder(Protocol):
@@ -25,12 +25,14 @@ class PipelineBuilder(Protocol):
 PIPELINES: dict[str, PipelineBuilder] = {
     ingestion.PIPELINE_NAME: ingestion.build_pipeline,
     batch_inference.PIPELINE_NAME: batch_inference.build_pipeline,
+    removal.PIPELINE_NAME: removal.build_pipeline,
 }
 
 # What each pipeline's output is (KFP hands numbers back as floats; the model restores them).
 RESULT_MODELS: dict[str, type[BaseModel]] = {
     ingestion.PIPELINE_NAME: IngestReport,
     batch_inference.PIPELINE_NAME: BatchReport,
+    removal.PIPELINE_NAME: RemovalReport,
 }
 
 

@@ -11,13 +11,14 @@ from hera.workflows import WorkflowTemplate
 from components.orchestration.parameter_text import argument_text
 from components.registry import get_job
 from components.settings import Settings
-from workflows import batch_inference, ingestion
+from workflows import batch_inference, ingestion, removal
 
 TemplateBuilder = Callable[[Settings], WorkflowTemplate]
 
 TEMPLATES: dict[str, TemplateBuilder] = {
     ingestion.TEMPLATE_NAME: ingestion.build_template,
     batch_inference.TEMPLATE_NAME: batch_inference.build_template,
+    removal.TEMPLATE_NAME: removal.build_template,
 }
 
 

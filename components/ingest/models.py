@@ -1,10 +1,11 @@
-"""The ingestion job's parameter model, what its shard step needs, and its report."""
+"""The ingestion job's parameter model, what its shard step needs, and its report; the removal
+job's parameter model and report."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from components.cluster.placement import GpuNeed
@@ -13,6 +14,7 @@ from components.cluster.placement import GpuNeed
 # framework on its default GPU (the BGE node, drizzt, in the shipped inventory).
 INGEST_SHARD_STEP = "ingest-shard"
 EMBEDDING_NEED = GpuNeed(framework="sentence-transformers")
+COLLECTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,200}$"
 
 
 class IngestParams(BaseModel):
@@ -21,7 +23,7 @@ class IngestParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(description="a folder, a file, or s3://bucket/prefix")
-    collection: str = Field("documents", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$")
+    collection: str = Field("documents", pattern=COLLECTION_PATTERN)
     milvus_uri: str | None = Field(None, description="Milvus Lite file or server URL")
     prune: bool = Field(False, description="delete documents that are gone from the source")
 
@@ -88,3 +90,91 @@ class IngestReport(BaseModel):
             merged.skipped.extend(report.skipped)
             merged.prune_error = merged.prune_error or report.prune_error
         return merged
+
+
+# --- document removal ---------------------------------------------------------------------------
+
+DOCUMENT_URI_HELP = "s3://bucket/key, file:///absolute/path or a path"
+
+
+def _document_uri(value: str) -> str:
+    """One document's source as ingestion names it: an ``s3://bucket/key`` object, a
+    ``file:///absolute/path`` or a local path; never a folder or prefix (ending in ``/``), another
+    scheme, or text with control characters."""
+    problem = document_uri_problem(value)
+    if problem:
+        # No "Value error, " prefix: the refusal reads "uris.0: <problem>".
+        raise PydanticCustomError("document_uri", problem)
+    return value
+
+
+def document_uri_problem(value: str) -> str | None:
+    """Why ``value`` is not one document's URI or path, or None when it is one."""
+    if not value.strip():
+        return "must not be empty"
+    if any(ord(char) < 0x20 or char == "\x7f" for char in value):
+        return f"{value!r} holds a control character"
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        name = value.rstrip("/").rsplit("/", 1)[-1]
+        if value.endswith("/") or name in (".", ".."):
+            return f"{value!r} is a folder, not a document"
+        return None
+    if scheme == "s3":
+        bucket, _, key = rest.partition("/")
+        if not bucket or not key:
+            return f"{value!r} names no object: use s3://bucket/key"
+    elif scheme == "file":
+        if not rest.startswith("/"):
+            return f"{value!r} is not an absolute file URI: use file:///absolute/path"
+    else:
+        return f"{value!r} is not a document URI: use {DOCUMENT_URI_HELP}"
+    if value.endswith("/"):
+        return f"{value!r} is a folder or prefix, not a document"
+    return None
+
+
+DocumentUri = Annotated[str, AfterValidator(_document_uri)]
+
+
+class RemovalParams(BaseModel):
+    """What one removal run is asked to do: remove these documents' rows (their chunks and
+    manifest record) from the collection. Names match ``llmw ingest --remove`` and
+    ``document-ingestion``'s parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uris: list[DocumentUri] = Field(
+        description=f"the documents' source URIs, as ingested: {DOCUMENT_URI_HELP}"
+    )
+    collection: str = Field("documents", pattern=COLLECTION_PATTERN)
+    milvus_uri: str | None = Field(None, description="Milvus Lite file or server URL")
+
+    @field_validator("uris")
+    @classmethod
+    def _some_uris(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise PydanticCustomError("empty", "must name at least one document")
+        return value
+
+
+class RemovedDocument(BaseModel):
+    """One requested URI: the source URI it names (as ingestion records it), its ``doc_id``,
+    whether its rows were removed or were not there, and how many chunks its record listed."""
+
+    uri: str
+    source_uri: str
+    doc_id: str
+    outcome: Literal["removed", "not_found"]
+    chunks: int = 0
+
+
+class RemovalReport(BaseModel):
+    """The outcome of a removal run: one entry per distinct document asked for, in order."""
+
+    collection: str
+    removed: int = 0
+    not_found: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+    documents: list[RemovedDocument] = Field(default_factory=list)

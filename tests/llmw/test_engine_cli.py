@@ -28,6 +28,8 @@ def test_compile_writes_every_pipeline_identically_from_any_folder(tmp_path: Pat
         "batch-inference.kfp.yaml",
         "document-ingestion.argo.yaml",
         "document-ingestion.kfp.yaml",
+        "document-removal.argo.yaml",
+        "document-removal.kfp.yaml",
     ]
     names.append("bridge/bridge.k8s.yaml")  # the NATS bridge's manifests
     names.append("serving/ai-inference.rayservice.yaml")  # the cluster's RayService
@@ -67,7 +69,7 @@ def test_unknown_pipelines_and_parameters_are_refused_before_anything_is_sent(
         env={"LLMW_KFP_HOST": "http://127.0.0.1:9"},
     )
     assert unknown.returncode == 2
-    registered = "(registered: batch-inference, document-ingestion)"
+    registered = "(registered: batch-inference, document-ingestion, document-removal)"
     assert f"unknown pipeline 'ingest-everything' {registered}" in unknown.stderr
 
     bad = llmw(
@@ -204,8 +206,11 @@ def test_one_mapping_from_a_report_to_an_exit_code() -> None:
     from llmw import infer_command, ingest_commands
 
     ingestion, batch = get_job("document-ingestion"), get_job("batch-inference")
+    removal = get_job("document-removal")
     assert ingestion.exit_status is ingest_commands.exit_status is exit_codes.ingestion_status
     assert batch.exit_status is infer_command.exit_status is exit_codes.batch_status
+    assert removal.exit_status is ingest_commands.removal_status is exit_codes.removal_status
+    assert removal.exit_status({"removed": 0, "not_found": 2}) == exit_codes.ExitStatus(0)
     clean = {"documents": {"failed": 0}, "prune_error": None}
     assert ingestion.exit_status(clean) == exit_codes.ExitStatus(0)
     one = ingestion.exit_status({"documents": {"failed": 1}})
