@@ -143,24 +143,24 @@ def _print_report(report: RolloutReport) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
-    console.print(f"alias {report.alias}: {report.previous} ({escape(report.previous_model)})")
+    console = Console(soft_wrap=True)
+    console.print(f"old: {report.previous} ({escape(report.previous_model)})")
     resumed = " (resumed)" if report.resumed else ""
     console.print(
         f"new: {report.candidate} ({escape(report.model)}, {report.dimension}-d){resumed}"
     )
     if report.adopted:
-        console.print(f"adopted the plain collection as {report.adopted}")
+        console.print(f"adopted the plain collection {report.alias} as {report.adopted}")
     build = report.build
     console.print(
         f"built: {build.new + build.changed} documents, {build.chunks} chunks; catch-up passes: "
         + ", ".join(f"{p.changes} changed" for p in report.catch_up)
     )
-    lines = _table_rows(report)
+    lines: list[list[str]] = report.gate.get("table") or []
     if lines:
         table = Table(title=f"Gate (k={report.gate.get('k')})")
-        for index, name in enumerate(lines[0]):
-            table.add_column(escape(name), justify="left" if index == 0 else "right")
+        for index, name in enumerate(["metric", "old", "new", *lines[0][3:]]):
+            table.add_column(name, justify="left" if index == 0 else "right")
         for cells in lines[1:]:
             table.add_row(*(escape(c) for c in cells))
         console.print(table)
@@ -168,13 +168,9 @@ def _print_report(report: RolloutReport) -> None:
     console.print(f"{outcome}: alias {report.alias} -> {report.live}")
     if report.kept:
         console.print(f"kept for rollback: {', '.join(report.kept)}")
+    if report.outcome != "promoted" and report.candidate not in report.dropped:
+        console.print(f"kept the failed collection {report.candidate} (--keep-failed)")
     if report.dropped:
         console.print(f"dropped: {', '.join(report.dropped)}")
     if report.report_uri:
         console.print(f"report: {escape(report.report_uri)}")
-
-
-def _table_rows(report: RolloutReport) -> list[list[str]]:
-    """The gate table's header and rows, from the Markdown table the report holds."""
-    rows = [line for line in report.table.splitlines() if line.startswith("| ")]
-    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]

@@ -202,7 +202,8 @@ class _Rollout:
                 f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             )
             raise RolloutRefusedError(
-                f"the query set names {len(missing)} sources that {live.name!r} does not hold "
+                f"the query set names {len(missing)} source{'s' * (len(missing) != 1)} that "
+                f"{live.name!r} does not hold "
                 f"(give source URIs as `llmw search --json` prints them): {listed}"
             )
 

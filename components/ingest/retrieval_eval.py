@@ -237,6 +237,7 @@ class GateResult:
             "new": {"label": self.new_label, **self.new.to_json()},
             "rows": [{**asdict(row), "change": row.change} for row in self.rows],
             "reasons": list(self.reasons),
+            "table": self.table(),
         }
 
 
