@@ -1,8 +1,9 @@
-"""`llmw rollout start`: the plan of a model rollout (a dry run) onto the cluster's GPUs.
+"""`llmw rollout start|status|history|undo`: a model rollout onto the cluster's GPUs.
 
-Applying needs an engine (``ray-local``, ``kubernetes``) that is not built yet; until then the
-command plans only, with ``--dry-run``, and says so otherwise. Imports stay light: the rollout
-package loads inside the command.
+``--dry-run`` plans (what would be staged, the object's diff, the placement). Without it the
+``ray-local`` engine stages, applies, gates and promotes or rolls back (llmw/rollout_local.py);
+the ``kubernetes`` engine is not built yet. Imports stay light: the rollout package (and Ray)
+load inside the commands.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import typer
 from llmw.progress import fail
 
 EXIT_REFUSED = 2
+EXIT_ROLLED_BACK = 3
 
 rollout_app = typer.Typer(
     name="rollout",
@@ -31,6 +33,11 @@ rollout_app = typer.Typer(
 class Target(StrEnum):
     rayservice = "rayservice"
     kserve = "kserve"
+
+
+class Engine(StrEnum):
+    ray_local = "ray-local"
+    kubernetes = "kubernetes"
 
 
 class KServeMode(StrEnum):
@@ -70,6 +77,10 @@ FromOpt = Annotated[
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Plan only: stage and apply nothing.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")]
+EngineOpt = Annotated[Engine, typer.Option("--engine", help="Where to apply it.")]
+WaitOpt = Annotated[
+    bool, typer.Option("--wait", help="Wait for the decision (ray-local always does).")
+]
 
 
 @rollout_app.command("start")
@@ -87,20 +98,19 @@ def start_command(
     current: FromOpt = None,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
+    engine: EngineOpt = Engine.ray_local,
+    wait: WaitOpt = False,
 ) -> None:
-    """Plan a rollout: what would be staged, the object's diff, the placement.
+    """Roll a model out, or plan it (--dry-run).
 
-    With --json the plan includes the whole object it would apply under "object". Exit codes:
-    0 planned; 2 refused (no GPU fits, the share is taken, a change KubeRay would answer with a
-    new RayCluster, an unknown app, a version that exists with other bytes, an unusable store)
-    or bad input. Applying needs the ray-local or kubernetes engine, which is not built yet.
+    --engine ray-local stages the model, records the previous serve config, applies the change
+    to the local Ray (llmw serve up), waits for RUNNING, runs the gate, then promotes or
+    restores the previous config. With --json the plan (or the result) is printed as JSON.
+    Exit codes: 0 planned or promoted; 2 refused (no GPU fits, the share is taken, a change
+    KubeRay would answer with a new RayCluster, an unknown app, a version that exists with
+    other bytes, an unusable store, ray-local not running) or bad input; 3 the gate or the
+    apply failed and the previous model serves again. The kubernetes engine is not built yet.
     """
-    if not dry_run:
-        raise fail(
-            "applying a rollout needs the ray-local or kubernetes engine, which is not built "
-            "yet: nothing was staged or applied. Run with --dry-run to see the plan",
-            EXIT_REFUSED,
-        )
     from components.rollout.plan import RolloutRequest, plan_rollout
     from components.settings import get_settings
 
@@ -117,6 +127,11 @@ def start_command(
         kserve_mode=kserve_mode.value if kserve_mode else None,
         current=current,
     )
+    if not dry_run:
+        from llmw.rollout_local import apply_rollout
+
+        apply_rollout(request, engine.value, as_json, EXIT_REFUSED, EXIT_ROLLED_BACK)
+        return
     try:
         plan = plan_rollout(request, get_settings())
     except (ValueError, OSError) as exc:

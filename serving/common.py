@@ -9,9 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Every reply names the version that produced it, so a caller (the rollout gate, a benchmark)
-# can tell the old model from the new one while a replacement is under way.
-VERSION_HEADER = "llmw-model-version"
+from components.rollout.ray_local import VERSION_HEADER
+
+# Every reply names the version that produced it (VERSION_HEADER), so a caller (the rollout,
+# a benchmark) can tell the old model from the new one while a replacement is under way.
 
 
 class ModelArgs(BaseModel):

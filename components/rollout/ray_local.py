@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from components.settings import Settings
 
 API = "/api/serve/applications/"
+# The header each serving/ reply carries: the model version that produced it.
+VERSION_HEADER = "llmw-model-version"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -15,9 +15,11 @@ from tests.conftest import REPO
 from tests.llmw.test_ingest_cli import HEAVY
 
 
-def llmw(*args: str, store: Path) -> subprocess.CompletedProcess[str]:
+def llmw(*args: str, store: Path, ray_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMW_")}
     env["LLMW_MODEL_STORE_URI"] = str(store)
+    if ray_dir is not None:
+        env["LLMW_RAY_LOCAL_DIR"] = str(ray_dir)
     return subprocess.run(
         [sys.executable, "-m", "llmw.cli", *args],
         cwd=REPO,
@@ -117,13 +119,15 @@ def test_a_version_with_other_bytes_exits_2(tmp_path: Path) -> None:
     assert "error: refused (version_conflict): version 'v2' of 'embeddings'" in result.stderr
 
 
-def test_without_dry_run_it_says_applying_is_not_built(tmp_path: Path) -> None:
+def test_without_dry_run_ray_local_must_run_and_kubernetes_is_not_built(tmp_path: Path) -> None:
     model = write_model(tmp_path / "model")
     store = tmp_path / "store"
-    result = llmw(
-        "rollout", "start", str(model), "--app", "embeddings", "--version", "v2", store=store
-    )
+    args = ("rollout", "start", str(model), "--app", "embeddings", "--version", "v2")
+    result = llmw(*args, store=store, ray_dir=tmp_path / "ray")
     assert result.returncode == 2
-    assert "needs the ray-local or kubernetes engine, which is not built yet" in result.stderr
-    assert "nothing was staged or applied" in result.stderr
+    assert "ray-local is not running: start it with llmw serve up" in result.stderr
+    assert result.stdout == "" and not store.exists()
+    result = llmw(*args, "--engine", "kubernetes", store=store)
+    assert result.returncode == 2
+    assert "the kubernetes engine is not built yet: nothing was applied" in result.stderr
     assert result.stdout == "" and not store.exists()
