@@ -104,16 +104,16 @@ def test_removing_one_document_leaves_the_others_and_again_is_a_no_op(
         (source / name).as_uri() for name in ("drizzt.txt", "khelben.md", "danilo.html")
     }
 
-    params = RemovalParams(uris=[str(source / "drizzt.txt"), "s3://docs/never.md"])
+    params = RemovalParams(uris=["s3://docs/never.md", str(source / "drizzt.txt")])
     report = remove_documents(params, settings)
 
     drizzt = [r for r in before if r["source_uri"] == gone]
     assert report.removed == 1 and report.not_found == 1 and report.chunks == len(drizzt) > 0
     assert [(d.uri, d.source_uri, d.outcome) for d in report.documents] == [
-        (str(source / "drizzt.txt"), gone, "removed"),
         ("s3://docs/never.md", "s3://docs/never.md", "not_found"),
+        (str(source / "drizzt.txt"), gone, "removed"),
     ]
-    assert report.documents[0].doc_id == doc_id_for(gone)
+    assert report.documents[1].doc_id == doc_id_for(gone)
     assert read_rows(settings.milvus_uri) == [r for r in before if r["source_uri"] != gone]
     assert read_manifest(settings.milvus_uri) == [
         m for m in manifest if m["doc_id"] != doc_id_for(gone)

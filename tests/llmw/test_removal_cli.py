@@ -116,6 +116,8 @@ def test_llmw_run_document_removal_on_each_local_engine(
     report = json.loads(done.stdout)
     assert outcomes(report) == [("khelben.md", "removed"), ("never.md", "not_found")]
     assert report["chunks"] == sum(1 for r in ingested.rows if "khelben" in r["source_uri"])
+    # Counts as the report's model has them (kfp.local hands numbers back as floats).
+    assert [type(report[key]) for key in ("removed", "not_found", "chunks")] == [int] * 3
 
     again = llmw(*run, env=ENV, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
