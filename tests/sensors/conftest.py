@@ -4,12 +4,10 @@ stand-in ``document-removal`` job for the sensor that waits for it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict
 
 EVENTS = Path(__file__).parent / "events"
 
@@ -42,28 +40,9 @@ def simulated(found: Any, sensor: str, raw: bytes) -> Any:
     return simulate(document, source, raw)
 
 
-class RemovalParams(BaseModel):
-    """What the document-removal job will take (its owner registers the real one)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    uris: list[str]
-    collection: str = "documents"
-    milvus_uri: str | None = None
-
-
 @pytest.fixture
-def removal_job(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A ``document-removal`` job in the registry, as its owner will add it."""
-    from components.registry import JOBS, JobSpec
+def without_removal_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry as it was before ``document-removal``: its sensor must be skipped."""
+    from components.registry import JOBS
 
-    if "document-removal" in JOBS:  # registered for real: use it
-        yield
-        return
-    spec = JobSpec(
-        name="document-removal",
-        params_model=RemovalParams,
-        description="Remove documents' rows from the collection by source URI.",
-    )
-    monkeypatch.setitem(JOBS, "document-removal", spec)
-    yield
+    monkeypatch.delitem(JOBS, "document-removal")

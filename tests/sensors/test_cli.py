@@ -105,13 +105,14 @@ def test_simulate_bad_input_exits_2(args: list[str], message: str) -> None:
     assert done.returncode == 2 and message in done.stderr
 
 
-def test_simulate_a_skipped_sensor_says_why() -> None:
-    from components.registry import JOBS
+def test_simulate_a_skipped_sensor_says_why(without_removal_job: None) -> None:
+    from typer.testing import CliRunner
 
-    if "document-removal" in JOBS:
-        pytest.skip("document-removal is registered")
-    done = run("simulate", "document-removed", str(EVENTS / "minio-delete-record.json"))
-    assert done.returncode == 2 and "not registered" in done.stderr
+    from llmw.cli import app
+
+    args = ["events", "simulate", "document-removed", str(EVENTS / "minio-delete-record.json")]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 2 and "not registered" in done.output
 
 
 def test_bad_settings_exit_2() -> None:

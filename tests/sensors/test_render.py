@@ -72,9 +72,7 @@ def test_golden_direct(variant: str, clean_env: None, schemas_dir: Path, golden:
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_every_document_is_strictly_valid(
-    variant: str, clean_env: None, schemas_dir: Path, removal_job: None
-) -> None:
+def test_every_document_is_strictly_valid(variant: str, clean_env: None, schemas_dir: Path) -> None:
     found = build_documents(Settings(**VARIANTS[variant]))
     assert "document-removed" in found.sensors  # with the job registered, it is rendered
     for document in [*found.event_sources.values(), *found.sensors.values()]:
@@ -158,19 +156,15 @@ def test_a_missing_schema_is_named(default_settings: Any, tmp_path: Path) -> Non
 
 
 def test_removal_sensor_skipped_until_its_job_is_registered(
-    default_settings: Any, schemas_dir: Path
+    default_settings: Any, schemas_dir: Path, without_removal_job: None
 ) -> None:
-    if "document-removal" in JOBS:
-        pytest.skip("document-removal is registered: the sensor is rendered")
     found = documents(default_settings, schemas_dir)
     assert "document-removed" not in found.sensors
     assert "not registered" in found.skipped["document-removed"]
     assert list(found.event_sources["llmw-minio"]["spec"]["minio"]) == ["document-created"]
 
 
-def test_removal_sensor_with_its_job(
-    default_settings: Any, schemas_dir: Path, removal_job: None
-) -> None:
+def test_removal_sensor_with_its_job(default_settings: Any, schemas_dir: Path) -> None:
     found = documents(default_settings, schemas_dir)
     minio = found.event_sources["llmw-minio"]["spec"]["minio"]
     assert minio["document-removed"]["events"] == ["s3:ObjectRemoved:*"]

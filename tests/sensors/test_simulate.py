@@ -104,9 +104,7 @@ def test_the_engine_setting_goes_into_the_request(clean_env: None, schemas_dir: 
     assert request_of(simulated(found, "document-created", sample(PUT)))["engine"] == "kfp"
 
 
-def test_a_removal_removes_that_documents_rows(
-    clean_env: None, schemas_dir: Path, removal_job: None
-) -> None:
+def test_a_removal_removes_that_documents_rows(clean_env: None, schemas_dir: Path) -> None:
     found = documents(Settings(), schemas_dir)
     request = request_of(simulated(found, "document-removed", sample("minio-delete-record.json")))
     assert request["pipeline"] == "document-removal"
@@ -155,7 +153,7 @@ def test_direct_argo_maps_a_ci_body_by_name_with_defaults(
 
 
 def test_direct_argo_removal_passes_the_uris_as_json_text(
-    clean_env: None, schemas_dir: Path, removal_job: None
+    clean_env: None, schemas_dir: Path
 ) -> None:
     found = documents(Settings(events_trigger="direct"), schemas_dir)
     workflow = fired(simulated(found, "document-removed", sample("minio-delete-record.json")))
