@@ -16,6 +16,7 @@ from llmw import (
     infer_command,
     ingest_commands,
     rollout_commands,
+    rollout_embeddings,
     rollout_local,  # registers rollout status|history|undo on rollout_commands.rollout_app
     serve_commands,
 )
@@ -63,7 +64,7 @@ app.command("status")(engine_commands.status_command)
 app.command("trigger")(bridge_commands.trigger_command)
 app.command("bridge")(bridge_commands.bridge_command)
 app.add_typer(events_commands.events_app, name="events")
-assert rollout_local.rollout_app is rollout_commands.rollout_app
+rollout_commands.rollout_app.command("embeddings")(rollout_embeddings.rollout_embeddings_command)
 app.add_typer(rollout_commands.rollout_app, name="rollout")
 app.add_typer(serve_commands.serve_app, name="serve")
 
