@@ -17,7 +17,7 @@ from llmw import (
     ingest_commands,
     rollout_commands,
     rollout_embeddings,
-    rollout_local,  # registers rollout status|history|undo on rollout_commands.rollout_app
+    rollout_local,  # noqa: F401 (registers rollout status|history|undo on rollout_app)
     serve_commands,
 )
 
