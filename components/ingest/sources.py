@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote_plus
 
 from components.storage.s3 import parse_s3_uri
 
@@ -130,7 +131,9 @@ class S3Source:
     """Objects under ``s3://bucket/prefix``, listed and read with the minio client.
 
     The prefix is a folder (``docs`` lists ``docs/…``, never ``docsx/…``), unless an object has
-    exactly that key: then the source is that one object, named by its basename.
+    exactly that key: then the source is that one object, named by its basename. S3 and MinIO
+    event notifications URL-encode object keys (``a+b.md`` for ``a b.md``): a key that names no
+    object but whose decoded form does is that object.
     """
 
     def __init__(self, bucket: str, prefix: str, client: object, source_filter: SourceFilter):
@@ -144,9 +147,13 @@ class S3Source:
         self.filter = source_filter
         if not client.bucket_exists(bucket):
             raise FileNotFoundError(f"bucket {bucket!r} does not exist at {client._base_url.host}")
-        self.single = (
-            bool(prefix) and not prefix.endswith("/") and _has_object(client, bucket, prefix)
-        )
+        self.single = False
+        if prefix and not prefix.endswith("/"):
+            decoded = unquote_plus(prefix)
+            if _has_object(client, bucket, prefix):
+                self.single = True
+            elif decoded != prefix and _has_object(client, bucket, decoded):
+                self.prefix, self.single = decoded, True
 
     @property
     def root_uri(self) -> str:

@@ -83,3 +83,20 @@ def test_a_key_is_one_object_and_a_prefix_is_a_folder(s3_settings: Any) -> None:
         "s3://single/docs/sub/b.txt",
     ]
     assert [r.name for r in open_source("s3://single/docs/sub", s3_settings).list()] == ["b.txt"]
+
+
+def test_a_url_encoded_key_from_an_event_names_its_object(s3_settings: Any) -> None:
+    # S3 and MinIO notifications URL-encode keys; the sensors pass them on as they come.
+    client = minio_client(s3_settings)
+    client.make_bucket("encoded")
+    put(client, "encoded", "docs/release notes+v2.md", b"# x\n")
+    put(client, "encoded", "docs/c++.md", b"# y\n")
+
+    refs = list(open_source("s3://encoded/docs/release+notes%2Bv2.md", s3_settings).list())
+    assert [(r.uri, r.name) for r in refs] == [
+        ("s3://encoded/docs/release notes+v2.md", "release notes+v2.md")
+    ]
+    # A key that exists as it is wins over its decoded form.
+    assert [r.name for r in open_source("s3://encoded/docs/c++.md", s3_settings).list()] == [
+        "c++.md"
+    ]
