@@ -11,6 +11,7 @@ import typer
 
 from llmw import (
     bridge_commands,
+    collections_command,
     engine_commands,
     events_commands,
     infer_command,
@@ -56,6 +57,7 @@ def _options(
 
 app.command("ingest")(ingest_commands.ingest)
 app.command("search")(ingest_commands.search)
+app.command("collections")(collections_command.collections_command)
 app.command("infer")(infer_command.infer)
 app.command("compile")(engine_commands.compile_command)
 app.command("run")(engine_commands.run_command)
