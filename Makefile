@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: demo test lint typecheck pytest bench bench-bridge bench-rollout install clean
+.PHONY: demo test lint typecheck pytest bench bench-bridge bench-embeddings bench-rollout install clean
 
 install: $(STAMP)
 
@@ -47,6 +47,9 @@ bench: $(STAMP)
 bench-bridge: $(STAMP)
 	$(PY) -m bench.bridge_chaos
 	$(PY) -m bench.bridge_throughput
+
+bench-embeddings: $(STAMP)
+	$(PY) -m bench.embedding_rollout
 
 bench-rollout: $(STAMP)
 	$(PY) -m bench.rollout
