@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         search_stream(*options.searcher)
         return 0
     from bench.ingest import _corpus
-    from tests.components.rollout_helpers import build_projected_minilm
+    from testing.embedding_models import build_projected_minilm
 
     docs = _corpus(options.documents)
     with tempfile.TemporaryDirectory(prefix="llmw-bench-") as tmp:

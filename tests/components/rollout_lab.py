@@ -9,12 +9,8 @@ from typing import Any
 from components.ingest.models import IngestParams
 from components.ingest.run import ingest
 from components.settings import Settings
-from tests.components.rollout_helpers import (
-    build_projected_minilm,
-    build_scrambled_minilm,
-    write_corpus,
-    write_queries,
-)
+from testing.embedding_models import build_projected_minilm, build_scrambled_minilm
+from tests.components.rollout_helpers import write_corpus, write_queries
 
 
 @dataclass
