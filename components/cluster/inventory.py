@@ -8,13 +8,15 @@ index).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from components.data_file import load_yaml_model
 
 Vendor = Literal["nvidia", "amd", "intel"]
 Stack = Literal["cuda", "rocm", "xpu"]
@@ -163,20 +165,10 @@ def _load_default() -> ClusterInventory:
 
 
 def _load(path: Path) -> ClusterInventory:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InventoryError(f"cannot read cluster inventory {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise InventoryError(f"cluster inventory {path} is not valid YAML: {exc}") from exc
-    try:
-        return ClusterInventory.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{_where(e['loc'], data)}: {e['msg']}" for e in exc.errors())
-        raise InventoryError(f"cluster inventory {path} is invalid: {problems}") from None
+    return load_yaml_model(path, ClusterInventory, "cluster inventory", InventoryError, _where)
 
 
-def _where(loc: tuple[int | str, ...], data: Any) -> str:
+def _where(loc: Sequence[Any], data: Any) -> str:
     """A field path such as ``nodes[drizzt].gpu.memory_gb`` (node names instead of indexes)."""
     parts: list[str] = []
     for i, part in enumerate(loc):

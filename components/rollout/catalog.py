@@ -12,8 +12,9 @@ from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from components.data_file import load_yaml_model
 
 _DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|[KMGTPE]i?)?$"
@@ -118,17 +119,4 @@ def _load_default() -> ServingCatalog:
 
 
 def _load(path: Path) -> ServingCatalog:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogError(f"cannot read serving catalog {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"serving catalog {path} is not valid YAML: {exc}") from exc
-    try:
-        return ServingCatalog.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise CatalogError(f"serving catalog {path} is invalid: {problems}") from None
+    return load_yaml_model(path, ServingCatalog, "serving catalog", CatalogError)
