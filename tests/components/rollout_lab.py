@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.embedding_rollout.models import RolloutParams
 from components.ingest.models import IngestParams
 from components.ingest.run import ingest
 from components.settings import Settings
@@ -74,3 +75,8 @@ def make_lab(tmp_path: Path, make_settings: Any, ingested: bool = True) -> Lab:
         report = ingest(IngestParams(source=str(tmp_path / "docs")), settings)
         assert report.documents.new == len(files)
     return Lab(tmp_path / "docs", files, queries, settings)
+
+
+def params(lab: Lab, model: str, **extra: Any) -> RolloutParams:
+    """A rollout of ``lab``'s alias to ``model``, gated on the lab's queries at k=3."""
+    return RolloutParams(model=model, queries=str(lab.queries), top_k=3, **extra)

@@ -10,32 +10,16 @@ from typing import Any
 
 import pytest
 
-from components.embedding_rollout.models import RolloutParams
 from components.embedding_rollout.rollout import rollout_embeddings
 from components.ingest.generations import ModelUnavailableError
 from components.ingest.models import IngestParams
 from components.ingest.run import ingest
 from components.ingest.search import search
-from tests.components.rollout_lab import Lab, make_lab, second_models_at
+from tests.components.rollout_lab import Lab, params
 from tests.milvus_rows import read_manifest, read_rows
 
 GEN1 = "documents__all_minilm_l6_v2__1"
 GEN2 = "documents__projected128__2"
-
-
-@pytest.fixture(scope="module")
-def second_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return second_models_at(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def lab(tmp_path: Path, make_settings: Any) -> Lab:
-    """The corpus ingested by a plain first ingest (MiniLM): generation 1 behind the alias."""
-    return make_lab(tmp_path, make_settings)
-
-
-def params(lab: Lab, model: str, **extra: Any) -> RolloutParams:
-    return RolloutParams(model=model, queries=str(lab.queries), top_k=3, **extra)
 
 
 def test_a_first_ingest_makes_generation_one_behind_the_alias(lab: Lab) -> None:

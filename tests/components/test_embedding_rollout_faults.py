@@ -14,33 +14,19 @@ from typing import Any
 import pytest
 
 from components.embedding_rollout.lock import RolloutLock, RolloutLockedError
-from components.embedding_rollout.models import RolloutParams, RolloutRefusedError
+from components.embedding_rollout.models import RolloutRefusedError
 from components.embedding_rollout.rollout import _Rollout, rollout_embeddings
 from components.ingest.generations import ModelUnavailableError
 from components.ingest.models import IngestParams
 from components.ingest.retrieval_eval import QuerySetError
 from components.ingest.run import ingest
 from components.storage.milvus import ChunkStore
-from tests.components.rollout_lab import Lab, make_lab, second_models_at
+from tests.components.rollout_lab import Lab, make_lab, params
 from tests.conftest import REPO
 from tests.milvus_rows import read_manifest, read_rows
 
 GEN1 = "documents__all_minilm_l6_v2__1"
 GEN1_ONLY = [GEN1, GEN1 + "_documents"]
-
-
-@pytest.fixture(scope="module")
-def second_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return second_models_at(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture
-def lab(tmp_path: Path, make_settings: Any) -> Lab:
-    return make_lab(tmp_path, make_settings)
-
-
-def params(lab: Lab, model: str, **extra: Any) -> RolloutParams:
-    return RolloutParams(model=model, queries=str(lab.queries), top_k=3, **extra)
 
 
 def generations_of(lab: Lab) -> list[str]:
