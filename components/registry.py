@@ -31,6 +31,7 @@ from components.ingest.models import (
     IngestParams,
     RemovalParams,
 )
+from components.orchestration.step_resources import GPU_MODEL, LIGHT, MODEL
 from components.settings import LLM_SECRET_KEY
 
 if TYPE_CHECKING:
@@ -168,7 +169,9 @@ class JobSpec:
     ``step_needs``: what a step needs to run, by step name (``ingest-shard``,
     ``infer-shard-<engine>``): a GpuNeed is placed on the cluster (``place``); None, or a step
     not listed, runs anywhere on the component image. ``step_secrets``: the Secrets a step reads
-    besides the storage's. ``engines``: the job's engine choices, in the order the engine rooms
+    besides the storage's. ``step_profiles``: the resource profile each step names (CPU,
+    memory, timeout: ``components.orchestration.step_resources``; ``light`` when not listed).
+    ``engines``: the job's engine choices, in the order the engine rooms
     branch on them. ``exit_status``: the exit code (and why) of a run that ended with a report
     (the job's report model dumped), the same on ``llmw run`` as on the job's own command.
     """
@@ -181,6 +184,7 @@ class JobSpec:
     retries: StepRetries = SHARDED_JOB_RETRIES
     step_needs: Mapping[str, GpuNeed | None] = field(default_factory=dict)
     step_secrets: Mapping[str, tuple[StepSecret, ...]] = field(default_factory=dict)
+    step_profiles: Mapping[str, str] = field(default_factory=dict)
     engines: tuple[str, ...] = ()
     exit_status: Callable[[Mapping[str, Any]], ExitStatus] = done_status
 
@@ -230,6 +234,8 @@ JOBS: dict[str, JobSpec] = {
             # cannot hold; more would only add pending pods.
             shard_parallelism=4,
             step_needs={INGEST_SHARD_STEP: EMBEDDING_NEED},
+            # The shard loads the embedding model and partitions documents in its memory.
+            step_profiles={INGEST_SHARD_STEP: MODEL},
             exit_status=ingestion_status,
         ),
         JobSpec(
@@ -249,6 +255,13 @@ JOBS: dict[str, JobSpec] = {
                 shard_step("openai"): (
                     StepSecret("llm_credentials_secret", (LLM_SECRET_KEY,), optional=True),
                 )
+            },
+            # vLLM stages the weights through host memory; transformers holds the model there;
+            # an openai shard only sends requests.
+            step_profiles={
+                shard_step("vllm"): GPU_MODEL,
+                shard_step("transformers"): MODEL,
+                shard_step("openai"): LIGHT,
             },
             engines=ENGINES,
             exit_status=batch_status,

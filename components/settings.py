@@ -16,6 +16,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from components.orchestration.step_resources import StepResources, merged_profiles
+
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 MAX_MILVUS_WRITE_BYTES = 64 * 1024 * 1024
 # The keys of the Kubernetes Secrets that compiled pipelines mount, named like the variables.
@@ -150,6 +152,13 @@ class Settings(BaseSettings):
     argo_namespace: str = "ai-ml"
     argo_ui_url: str = "https://argo.lab.daviestechlabs.io"
     argo_verify_tls: bool = True
+    # What each step asks of the cluster (components/orchestration/step_resources.py): named
+    # profiles of CPU/memory requests and limits and a per-attempt timeout, each given one laid
+    # over its default field by field; a step moved to another profile ("job/step": profile);
+    # and how long a whole Argo run may take.
+    step_profiles: dict[str, StepResources] = Field(default_factory=dict)
+    step_profile_by_step: dict[str, str] = Field(default_factory=dict)
+    workflow_timeout_s: int = Field(24 * 3600, gt=0)
     # What the compiled pipelines run: the component image, and the Kubernetes Secrets holding
     # credentials (never literal values in compiled YAML). Secret keys follow the env names.
     component_image: str = "ghcr.io/daviestechlabs/llm-workflows:0.1.0"
@@ -233,6 +242,11 @@ class Settings(BaseSettings):
     # package; LLMW_SCHEMAS_DIR points elsewhere (a newer pin, under test).
     schemas_dir: Path = Field(default_factory=lambda: packaged_schemas_dir())
 
+    @field_validator("step_profiles", mode="before")
+    @classmethod
+    def _profiles_over_defaults(cls, value: object) -> object:
+        return merged_profiles(value)
+
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_max(cls, value: int, info: object) -> int:
@@ -282,7 +296,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, list | dict):
-            text = json.dumps(value)
+            text = json.dumps(value, default=lambda model: model.model_dump(mode="json"))
         else:
             text = str(value)
         env[f"LLMW_{name.upper()}"] = text
