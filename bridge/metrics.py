@@ -64,6 +64,13 @@ class BridgeMetrics:
             f"{PREFIX}requests_in_flight", "Requests being handled now.", registry=r
         )
 
+    def sample(self, name: str, **labels: str) -> float:
+        """The current value of sample ``llmw_bridge_<name>`` (a counter's ends in ``_total``)."""
+        value = self.registry.get_sample_value(f"{PREFIX}{name}", labels)
+        if value is None:
+            raise KeyError(f"no sample {PREFIX}{name} with labels {labels}")
+        return value
+
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
         return generate_latest(self.registry)

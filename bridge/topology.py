@@ -168,5 +168,5 @@ class TriggerConsumer:
         """Idle heartbeats for the fetch's long poll, except when messages already wait in the
         subscription: nats-py 2.16 then sends its no-wait request without ``expires`` but with
         the heartbeat, which the server refuses (400), and the drained messages are dropped."""
-        pending = getattr(getattr(self.sub, "_sub", None), "_pending_queue", None)
-        return FETCH_HEARTBEAT_S if pending is not None and pending.empty() else None
+        idle = self.sub is not None and self.sub.pending_msgs == 0
+        return FETCH_HEARTBEAT_S if idle else None

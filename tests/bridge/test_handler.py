@@ -118,7 +118,7 @@ def test_a_request_is_claimed_submitted_recorded_acked_and_followed(
     assert states(statuses(nats_server.url, "h-1")) == ["accepted", "submitted"]
     assert [c.outcome for c in submissions(runs_dir)] == ["created"]
     assert unacked(nats_server.url) == 0
-    assert metrics.submitted.labels(engine="argo")._value.get() == 1
+    assert metrics.sample("runs_submitted_total", engine="argo") == 1
 
 
 def test_a_second_copy_republishes_where_the_request_stands_and_submits_nothing(
@@ -133,7 +133,7 @@ def test_a_second_copy_republishes_where_the_request_stands_and_submits_nothing(
 
     followed, metrics = with_handler(nats_server.url, RecordingEngine("argo", runs_dir), scenario)
     assert states(statuses(nats_server.url, "h-2")) == ["accepted", "submitted", "submitted"]
-    assert len(followed) == 1 and metrics.duplicates._value.get() == 1
+    assert len(followed) == 1 and metrics.sample("duplicate_requests_total") == 1
     assert [c.outcome for c in submissions(runs_dir)] == ["created"]
     assert unacked(nats_server.url) == 0
 
@@ -173,7 +173,10 @@ def test_a_copy_arriving_while_another_is_handled_is_left_for_later(
         return rig.metrics
 
     metrics = with_handler(nats_server.url, engine, scenario)
-    assert metrics.duplicates._value.get() == 1 and metrics.redelivered._value.get() == 1
+    assert (
+        metrics.sample("duplicate_requests_total") == 1
+        and metrics.sample("messages_redelivered_total") == 1
+    )
     assert [c.outcome for c in submissions(runs_dir)] == ["created"]
     assert unacked(nats_server.url) == 0
 
@@ -198,7 +201,7 @@ def test_a_transient_failure_counts_the_attempt_and_comes_back_after_a_delay(
     assert done is not None and done[0].state is RunState.submitted and done[0].attempts == 2
     assert states(statuses(nats_server.url, "h-4")) == ["accepted", "submitted"]
     assert [c.outcome for c in submissions(runs_dir)] == ["failed", "created"]
-    assert metrics.redelivered._value.get() == 1
+    assert metrics.sample("messages_redelivered_total") == 1
     assert unacked(nats_server.url) == 0
 
 
@@ -245,6 +248,6 @@ def test_a_rejected_message_is_dead_lettered_with_its_reason_and_terminated(
     events = statuses(nats_server.url, "h-6")
     assert states(events) == ["rejected"]
     assert events[0].error is not None and "image" in events[0].error.message
-    assert metrics.rejected.labels(reason="forbidden_field")._value.get() == 1
+    assert metrics.sample("requests_rejected_total", reason="forbidden_field") == 1
     assert unacked(nats_server.url) == 0
     assert run_name_for("document-ingestion", "h-6") not in runs_by_name(runs_dir)

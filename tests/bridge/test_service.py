@@ -42,7 +42,7 @@ def test_a_request_becomes_one_run_with_its_status_events_in_order(
     assert all(e.at.endswith("Z") for e in events)
     assert [e.at for e in events] == sorted(e.at for e in events)
     assert sum(runs_by_name(runs_dir).values()) == 1
-    assert bridge.metrics.submitted.labels(engine="argo")._value.get() == 1
+    assert bridge.metrics.sample("runs_submitted_total", engine="argo") == 1
 
 
 def test_a_republished_request_makes_no_second_run(
@@ -55,7 +55,7 @@ def test_a_republished_request_makes_no_second_run(
     send(nats_server.url, request("req-2"), msg_id=False)
     # Counted before its status goes out: wait for the status, then count.
     wait_for(lambda: len(statuses(nats_server.url, "req-2")) > 4, 10, "the duplicate's status")
-    assert bridge.metrics.duplicates._value.get() == 1
+    assert bridge.metrics.sample("duplicate_requests_total") == 1
     events = statuses(nats_server.url, "req-2")
     assert states(events) == [*FULL_LIFE, "succeeded"]  # the current status, re-published
     assert runs_by_name(runs_dir) == {next(iter(runs_by_name(runs_dir))): 1}
@@ -68,7 +68,7 @@ def test_the_dedup_header_drops_a_republish_inside_the_window(
     for _ in range(3):
         send(nats_server.url, request("req-3"))
     wait_for_state(nats_server.url, "req-3", RunState.succeeded)
-    assert bridge.metrics.received._value.get() == 1
+    assert bridge.metrics.sample("requests_received_total") == 1
     assert sum(runs_by_name(runs_dir).values()) == 1
 
 
@@ -79,7 +79,7 @@ def test_transient_submit_failures_are_retried_until_one_run(
     send(nats_server.url, request("req-4"))
     events = wait_for_state(nats_server.url, "req-4", RunState.succeeded)
     assert states(events) == FULL_LIFE
-    assert bridge.metrics.redelivered._value.get() == 3
+    assert bridge.metrics.sample("messages_redelivered_total") == 3
     assert sum(runs_by_name(runs_dir).values()) == 1
 
 
@@ -103,7 +103,7 @@ def test_a_permanent_submit_failure_ends_failed_with_the_reason(
     events = wait_for_state(nats_server.url, "req-5", RunState.failed)
     assert states(events) == ["accepted", "failed"]
     assert events[-1].error is not None and "HTTP 403" in events[-1].error.message
-    assert bridge.metrics.failed.labels(engine="argo")._value.get() == 1
+    assert bridge.metrics.sample("runs_failed_total", engine="argo") == 1
 
 
 def test_a_run_that_fails_is_reported_failed(
@@ -194,7 +194,7 @@ def test_a_slow_submission_keeps_its_message_without_a_redelivery(
     send(nats_server.url, request("slow-1"))
     events = wait_for_state(nats_server.url, "slow-1", RunState.succeeded)
     assert states(events) == FULL_LIFE
-    assert bridge.metrics.redelivered._value.get() == 0
+    assert bridge.metrics.sample("messages_redelivered_total") == 0
     assert sum(runs_by_name(runs_dir).values()) == 1
 
 
@@ -217,7 +217,10 @@ class GatedEngine(RecordingEngine):
     def _copy_handled(self, wanted: int) -> bool:
         assert self.bridge is not None
         metrics = self.bridge.metrics
-        return metrics.received._value.get() >= wanted and metrics.in_flight._value.get() <= 1
+        return (
+            metrics.sample("requests_received_total") >= wanted
+            and metrics.sample("requests_in_flight") <= 1
+        )
 
     def submit(self, *args: Any) -> Any:
         run_name = args[2]
@@ -271,7 +274,7 @@ def test_copies_racing_a_failed_first_submission_lose_nothing_and_run_once(
     assert engine.overlaps == []
     assert collapsed(events) == FULL_LIFE
     assert [c.outcome for c in submissions(runs_dir)] == ["failed", "created"]
-    assert bridge.metrics.duplicates._value.get() == 1
+    assert bridge.metrics.sample("duplicate_requests_total") == 1
     assert runs_by_name(runs_dir) == {run_name_for(req.pipeline, req.request_id): 1}
 
 
