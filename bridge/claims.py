@@ -43,6 +43,8 @@ class ClaimRecord(BaseModel):
     resumes: int = 0  # times a local run interrupted by a crash was started again
     parameters: dict[str, Any] = Field(default_factory=dict)
     experiment: str | None = None
+    # The W3C trace context its publisher sent: the bridge's spans and the run's steps join it.
+    traceparent: str | None = None
     created_at: str = Field(default_factory=utc_now)
     updated_at: str = Field(default_factory=utc_now)
 

@@ -11,8 +11,10 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NoStreamResponseError
+from opentelemetry.trace import SpanKind
 
 from bridge.messages import PipelineRequest, PipelineStatus, status_subject, trigger_subject
+from components import tracing
 from components.settings import Settings
 
 
@@ -38,17 +40,22 @@ async def connect(settings: Settings) -> NATS:
 async def publish_request(nc: NATS, request: PipelineRequest, stream: str) -> bool:
     """Publish with ``Nats-Msg-Id`` = ``request_id``; False when JetStream saw it already."""
     js = nc.jetstream()
+    subject = trigger_subject(request.pipeline)
+    span = tracing.tracer().start_as_current_span(
+        f"publish {subject}",
+        kind=SpanKind.PRODUCER,
+        attributes={"llmw.request_id": request.request_id, "llmw.pipeline": request.pipeline},
+    )
     try:
-        ack = await js.publish(
-            trigger_subject(request.pipeline),
-            request.encode(),
-            headers={"Nats-Msg-Id": request.request_id},
-            stream=stream,
-        )
+        with span:
+            ack = await js.publish(
+                subject,
+                request.encode(),
+                headers=tracing.inject({"Nats-Msg-Id": request.request_id}),
+                stream=stream,
+            )
     except NoStreamResponseError:
-        raise TriggerError(
-            f"no stream {stream} takes {trigger_subject(request.pipeline)}: is the bridge running?"
-        ) from None
+        raise TriggerError(f"no stream {stream} takes {subject}: is the bridge running?") from None
     return not ack.duplicate
 
 
@@ -97,6 +104,7 @@ async def trigger(
 ) -> PipelineStatus | None:
     """Publish ``request`` (``on_published`` once JetStream has acknowledged it); with ``wait``,
     pass each status to ``on_status`` and return the last."""
+    tracing.configure(settings, "llmw-trigger")
     nc = await connect(settings)
     try:
         await publish_request(nc, request, settings.bridge_stream)
@@ -111,5 +119,6 @@ async def trigger(
                 on_status(status)
         return last
     finally:
+        tracing.flush()
         with contextlib.suppress(Exception):
             await nc.close()

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from bridge.messages import ENGINES, RunState
+from components import tracing
 from components.orchestration import lifeline
 from components.orchestration.runs import RunStatus, SubmitError, SubmittedRun
 from components.settings import Settings
@@ -156,11 +157,20 @@ class ArgoEngine:
         return None
 
 
-def _run_locally(kind: str, pipeline: str, params: dict[str, Any], run_name: str) -> str:
-    """In a worker process: run the whole pipeline with the local engine; its report as text."""
+def _run_locally(
+    kind: str, pipeline: str, params: dict[str, Any], run_name: str, traceparent: str | None
+) -> str:
+    """In a worker process: run the whole pipeline with the local engine; its report as text.
+    The steps join the request's trace through ``$TRACEPARENT`` (set per run: workers are reused).
+    """
     import json
 
     from components.settings import get_settings
+    from components.tracing import TRACEPARENT_ENV
+
+    os.environ.pop(TRACEPARENT_ENV, None)
+    if traceparent:
+        os.environ[TRACEPARENT_ENV] = traceparent
 
     settings = get_settings()
     if kind == "kfp-local":
@@ -209,7 +219,14 @@ class LocalEngine:
     ) -> SubmittedRun:
         with self._lock:
             if run_name not in self._runs:
-                future = self._pool.submit(_run_locally, self.name, pipeline, params, run_name)
+                future = self._pool.submit(
+                    _run_locally,
+                    self.name,
+                    pipeline,
+                    params,
+                    run_name,
+                    tracing.current_traceparent(),
+                )
                 self._runs[run_name] = future
         return SubmittedRun(run_id=run_name, url=f"{self.name}://{run_name}", state="Running")
 

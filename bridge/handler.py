@@ -15,9 +15,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from nats.aio.msg import Msg
 from nats.js.errors import KeyWrongLastSequenceError
+from opentelemetry.trace import SpanKind
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from bridge.claims import ClaimRecord
@@ -33,6 +35,7 @@ from bridge.messages import (
     status_subject,
 )
 from bridge.topology import NATS_TRANSIENT
+from components import tracing
 from components.registry import get_job
 
 log = logging.getLogger("llmw.bridge")
@@ -96,19 +99,27 @@ class MessageHandler:
 
     async def _claim_and_submit(self, msg: Msg, request: PipelineRequest, seq: int) -> None:
         engine = request.engine or get_job(request.pipeline).default_engine
-        created, record, revision = await self.ctx.claims.claim(
-            ClaimRecord.for_request(request, engine, seq)
-        )
-        if created:
-            await self._publish_status(record)
-        elif record.state is not RunState.accepted or record.run_id:
-            await self._duplicate(msg, record)
-            return
-        elif record.attempts == 0:  # claimed by a delivery that died before submitting
-            await self._publish_status(record)
+        claim = ClaimRecord.for_request(request, engine, seq)
+        claim.traceparent = tracing.traceparent_in(msg.headers)
+        with self._span("bridge accept", claim):
+            created, record, revision = await self.ctx.claims.claim(claim)
+            if created:
+                await self._publish_status(record)
+            elif record.state is not RunState.accepted or record.run_id:
+                await self._duplicate(msg, record)
+                return
+            elif record.attempts == 0:  # claimed by a delivery that died before submitting
+                await self._publish_status(record)
         # Claimed and not submitted yet: whichever copy gets here submits (idempotent on the
         # run name); a message is acked only once the claim holds a run or an end.
-        await self._submit(msg, record, revision)
+        with self._span("bridge submit", record):
+            await self._submit(msg, record, revision)
+
+    @staticmethod
+    def _span(name: str, record: ClaimRecord) -> AbstractContextManager[object]:
+        """A span in the request's trace (the one its publisher started, when it sent one)."""
+        attributes = {"llmw.request_id": record.request_id, "llmw.pipeline": record.pipeline}
+        return tracing.span_in(record.traceparent, name, attributes, SpanKind.CONSUMER)
 
     async def _submit(self, msg: Msg, record: ClaimRecord, revision: int) -> None:
         started = time.perf_counter()

@@ -8,6 +8,7 @@ import signal
 
 from bridge.engines import EngineSet
 from bridge.metrics import BridgeMetrics
+from components import tracing
 from components.settings import Settings
 
 log = logging.getLogger("llmw.bridge")
@@ -20,6 +21,8 @@ def serve(settings: Settings, engines: EngineSet | None = None, log_level: str =
     from bridge.service import Bridge
 
     configure_logging(log_level, secrets_of(settings))
+    if tracing.configure(settings, "llmw-bridge"):
+        log.info("tracing to %s", settings.otlp_endpoint)
     metrics = BridgeMetrics()
     bridge = Bridge(settings, engines, metrics)
 
@@ -36,4 +39,5 @@ def serve(settings: Settings, engines: EngineSet | None = None, log_level: str =
     with health:
         log.info("health and metrics on %s:%d", settings.bridge_http_host, health.port)
         asyncio.run(main())
+    tracing.flush()
     log.info("bridge stopped")

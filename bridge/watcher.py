@@ -19,6 +19,7 @@ from bridge.claims import ClaimRecord
 from bridge.context import BridgeContext
 from bridge.engines import INTERRUPTED, ResumableEngine, call_engine, run_state
 from bridge.messages import RunState, StatusError, status_subject
+from components import tracing
 
 log = logging.getLogger("llmw.bridge.watcher")
 
@@ -166,4 +167,6 @@ class Watcher:
         log.info("resumed an interrupted run (%d of %d)", updated.resumes, limit, extra=extra)
 
     async def _publish(self, record: ClaimRecord) -> None:
-        await self.ctx.js.publish(status_subject(record.request_id), record.status().encode())
+        attributes = {"llmw.request_id": record.request_id, "llmw.state": record.state.value}
+        with tracing.span_in(record.traceparent, f"bridge status {record.state.value}", attributes):
+            await self.ctx.js.publish(status_subject(record.request_id), record.status().encode())

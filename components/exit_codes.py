@@ -83,15 +83,19 @@ def batch_status(report: Mapping[str, Any]) -> ExitStatus:
 
 
 @contextmanager
-def refusing_bad_input() -> Iterator[None]:
+def refusing_bad_input(step: str = "step") -> Iterator[None]:
     """Around an engine step's work: bad input (``BAD_INPUT_ERRORS``) ends the process with
     ``EXIT_BAD_INPUT`` after one line on stderr, ``bad input: <what was wrong>``, which the retry
-    policies do not retry. Any other failure goes on as it is (a traceback, exit 1, retried)."""
-    try:
-        yield
-    except BAD_INPUT_ERRORS as exc:
-        print(BAD_INPUT_PREFIX + one_line(exc), file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_BAD_INPUT) from None
+    policies do not retry. Any other failure goes on as it is (a traceback, exit 1, retried).
+    The step is a span named ``step`` in the run's trace when the run carries one."""
+    from components.tracing import step_span
+
+    with step_span(step):
+        try:
+            yield
+        except BAD_INPUT_ERRORS as exc:
+            print(BAD_INPUT_PREFIX + one_line(exc), file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_BAD_INPUT) from None
 
 
 def step_error(log: str) -> str | None:

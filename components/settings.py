@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     nats_tls_ca_file: Path | None = None
     nats_tls_cert_file: Path | None = None
     nats_tls_key_file: Path | None = None
+    # OpenTelemetry (components/tracing.py): the OTLP/HTTP collector the bridge, `llmw trigger`
+    # and the steps send spans to, e.g. http://tempo.observability.svc:4318. Unset: no tracing.
+    otlp_endpoint: str | None = None
     # The bridge: its stream, consumer, claim bucket, limits and HTTP port (health and metrics).
     bridge_stream: str = "AI_PIPELINE"
     bridge_consumer: str = "llmw-bridge"
