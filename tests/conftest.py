@@ -57,20 +57,10 @@ def make_settings(tmp_path: Path) -> Any:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[dict[str, str]]:
     """moto's S3 server on 127.0.0.1, used through the minio client as MinIO would be."""
-    from moto.server import ThreadedMotoServer
+    from testing.s3_server import threaded_s3_server
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield {
-            "endpoint": f"127.0.0.1:{port}",
-            "access_key": "testing-access",
-            "secret_key": "testing-secret",
-            "region": "us-east-1",
-        }
-    finally:
-        server.stop()
+    with threaded_s3_server() as server:
+        yield server
 
 
 @pytest.fixture

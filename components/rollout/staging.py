@@ -1,22 +1,24 @@
 """Stage a model version: a folder, a file or an ``s3://`` URI into the model store.
 
-``preview_stage`` reads the source and the store and writes nothing: it hashes every file, then
-compares with the version's manifest when the version exists. ``stage_model`` does the same,
-then copies. Re-staging a version with the same bytes is a no-op; a version that exists with
-other bytes is refused (``VersionConflictError``) before anything is written. How the store
-publishes a version so that a crash never leaves half of one: components/rollout/store.py.
+``stage_model`` reads each source file once. The store's manifest decides first: when the
+version does not exist, the files are copied while they are hashed and the manifest made from
+those hashes is published last (how each store keeps a crash from leaving half a version:
+components/rollout/store.py, s3_store.py). When it exists, the files are hashed, not copied:
+the same bytes are a no-op, with nothing written; other bytes are refused
+(``VersionConflictError``) before anything is written. Only the bytes can tell: sizes alone
+would take a changed file of the same size for the staged one. ``preview_stage`` (a plan)
+hashes and compares, and writes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from components.rollout.copying import WORKERS, hash_file, run_each
 from components.rollout.manifest import (
-    CHUNK,
     NAME_PATTERN,
     VERSION_PATTERN,
     FileEntry,
@@ -24,8 +26,8 @@ from components.rollout.manifest import (
     build_manifest,
     differences,
 )
-from components.rollout.sources import SourceFile, list_source, open_source_file
-from components.rollout.store import ModelStore, open_store
+from components.rollout.sources import SourceFile, list_source
+from components.rollout.store import ModelStore, VersionExistsError, open_store
 from components.storage.objects import is_s3
 
 if TYPE_CHECKING:
@@ -73,18 +75,11 @@ def check_name(name: str, version: str) -> None:
         )
 
 
-def hash_files(files: list[SourceFile], settings: Settings) -> list[FileEntry]:
-    """Each file's size and sha256, read once from the source."""
-    entries = []
-    for file in files:
-        digest = hashlib.sha256()
-        size = 0
-        with open_source_file(file, settings) as stream:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        entries.append(FileEntry(path=file.path, size=size, sha256=digest.hexdigest()))
-    return entries
+def hash_files(
+    files: list[SourceFile], settings: Settings, workers: int = WORKERS
+) -> list[FileEntry]:
+    """Each file's size and sha256, read once from the source, ``workers`` files at a time."""
+    return run_each(lambda f: hash_file(f, settings), files, workers)
 
 
 def source_uri(source: str) -> str:
@@ -93,36 +88,73 @@ def source_uri(source: str) -> str:
 
 
 def preview_stage(
-    source: str, name: str, version: str, settings: Settings, store: ModelStore | None = None
+    source: str,
+    name: str,
+    version: str,
+    settings: Settings,
+    store: ModelStore | None = None,
+    workers: int = WORKERS,
 ) -> StagePreview:
     """What staging ``source`` as ``name``/``version`` would do; writes nothing.
 
     Raises VersionConflictError (the version exists with other bytes), StoreError (no bucket,
     refused credentials), SourceError (nothing to stage) or ValueError (a bad name or version).
     """
-    check_name(name, version)
-    store = store or open_store(settings)
-    store.check_writable()
-    files = list_source(source, settings)
-    manifest = build_manifest(name, version, source_uri(source), hash_files(files, settings))
+    store, files = _open(source, name, version, settings, store)
+    manifest = build_manifest(
+        name, version, source_uri(source), hash_files(files, settings, workers)
+    )
     existing = store.read_manifest(name, version)
-    uri = store.version_uri(name, version)
     if existing is None:
-        return StagePreview("stage", manifest, uri, store.uri, files)
-    if not existing.same_bytes(manifest):
-        raise VersionConflictError(
-            f"version {version!r} of {name!r} already exists in {uri} with other bytes: "
-            f"{differences(existing, manifest)}. A version never changes: stage a new version"
-        )
-    return StagePreview("unchanged", existing, uri, store.uri, files)
+        return StagePreview("stage", manifest, store.version_uri(name, version), store.uri, files)
+    return _compare(existing, manifest, store, files)
 
 
 def stage_model(
-    source: str, name: str, version: str, settings: Settings, store: ModelStore | None = None
+    source: str,
+    name: str,
+    version: str,
+    settings: Settings,
+    store: ModelStore | None = None,
+    workers: int = WORKERS,
 ) -> StagePreview:
-    """Stage ``source`` as ``name``/``version`` (see ``preview_stage``); what was done."""
+    """Stage ``source`` as ``name``/``version``, each file read once; what was done.
+
+    Raises as ``preview_stage`` does, and SourceChangedError when a file's size changed while
+    it was copied (nothing is published then).
+    """
+    store, files = _open(source, name, version, settings, store)
+    existing = store.read_manifest(name, version)
+    if existing is not None:
+        hashed = hash_files(files, settings, workers)
+        return _compare(existing, build_manifest(name, version, "", hashed), store, files)
+    uri = store.version_uri(name, version)
+    try:
+        written = store.write_version(name, version, source_uri(source), files, workers)
+    except VersionExistsError as meanwhile:
+        return _compare(meanwhile.existing, meanwhile.copied, store, files)
+    return StagePreview("stage", written, uri, store.uri, files)
+
+
+def _open(
+    source: str, name: str, version: str, settings: Settings, store: ModelStore | None
+) -> tuple[ModelStore, list[SourceFile]]:
+    """The store (writable) and the source's files; nothing is read yet."""
+    check_name(name, version)
     store = store or open_store(settings)
-    preview = preview_stage(source, name, version, settings, store)
-    if preview.action == "stage":
-        store.write_version(preview.manifest, preview.files)
-    return preview
+    store.check_writable()
+    return store, list_source(source, settings)
+
+
+def _compare(
+    existing: ModelManifest, staged: ModelManifest, store: ModelStore, files: list[SourceFile]
+) -> StagePreview:
+    """``unchanged`` when ``staged`` holds the stored version's bytes; else the refusal."""
+    uri = store.version_uri(existing.name, existing.version)
+    if not existing.same_bytes(staged):
+        raise VersionConflictError(
+            f"version {existing.version!r} of {existing.name!r} already exists in {uri} with "
+            f"other bytes: {differences(existing, staged)}. A version never changes: stage a "
+            "new version"
+        )
+    return StagePreview("unchanged", existing, uri, store.uri, files)
