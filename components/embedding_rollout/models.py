@@ -77,4 +77,5 @@ class RolloutReport(BaseModel):
     kept: list[str] = Field(default_factory=list)  # previous generations kept for rollback
     dropped: list[str] = Field(default_factory=list)
     report_uri: str | None = None
+    gate_report_uri: str | None = None  # the gate's HTML report with plots, next to report_uri
     seconds: float = 0.0

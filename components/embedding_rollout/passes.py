@@ -119,10 +119,17 @@ def retain(client: Any, alias: str, keep: int) -> tuple[list[str], list[str]]:
 
 
 def store_report(report: RolloutReport, settings: Settings) -> str:
-    """Write the report (the gate table with it) under the run data folder; returns its URI."""
+    """Write the report (the gate table with it) under the run data folder, and the gate's
+    HTML report with plots next to it; returns the report's URI."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     base = settings.run_data_uri.rstrip("/")
     uri = f"{base}/embedding-rollout/{report.alias}/{stamp}-{report.candidate}.json"
     report.report_uri = uri
+    if report.gate:  # a rerun that only finishes a switch has no gate of its own
+        from components.rollout.gate_report import render_gate_report
+
+        report.gate_report_uri = uri.removesuffix(".json") + ".html"
+        title = f"Embedding rollout gate: {report.alias}, {report.previous_model} -> {report.model}"
+        write_text(report.gate_report_uri, render_gate_report(report.gate, title), settings)
     write_text(uri, json.dumps(report.model_dump(), indent=2) + "\n", settings)
     return uri

@@ -233,12 +233,17 @@ class GateResult:
         return {
             "passed": self.passed,
             "k": self.k,
-            "old": {"label": self.old_label, **self.old.to_json()},
-            "new": {"label": self.new_label, **self.new.to_json()},
+            "old": {"label": self.old_label, **self.old.to_json(), **_latencies(self.old)},
+            "new": {"label": self.new_label, **self.new.to_json(), **_latencies(self.new)},
             "rows": [{**asdict(row), "change": row.change} for row in self.rows],
             "reasons": list(self.reasons),
             "table": self.table(),
         }
+
+
+def _latencies(metrics: RetrievalMetrics) -> dict[str, list[float]]:
+    """Each query's latency, for the gate report's distribution plots."""
+    return {"latencies_ms": [round(o.latency_ms, 3) for o in metrics.outcomes]}
 
 
 def gate(

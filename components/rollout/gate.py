@@ -5,8 +5,8 @@ sends the same requests and measures the success rate, p50/p95 latency and a qua
 embeddings, recall@k on a small labelled query set (retrieval over its documents by cosine,
 through ``components.ingest.retrieval_eval``); reranker, recall@k of its ranking on the same set;
 llm, the share of prompts whose completion holds the expected substring. The new side passes
-when its success rate, p95 and quality meet the thresholds (parameters). The table is returned,
-and stored with ``store_report``, whether the gate passes or not.
+when its success rate, p95 and quality meet the thresholds (parameters). The table is returned
+whether the gate passes or not; ``components.rollout.gate_report`` renders it as HTML with plots.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class SideResult:
             "p95_ms": percentile(ordered, 95),
             "quality": self.quality,
             "errors": self.errors[:5],
+            # Each successful request's latency, for the report's distribution plots.
+            "latencies_ms": [round(ms, 3) for ms in self.latencies_ms],
         }
 
 
