@@ -14,9 +14,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from components.data_file import load_yaml_model
+from components.images import with_version
 
 Vendor = Literal["nvidia", "amd", "intel"]
 Stack = Literal["cuda", "rocm", "xpu"]
@@ -107,6 +108,17 @@ class ClusterInventory(_Strict):
     images: dict[str, dict[ImageStack, str]]
     default_nodes: dict[str, str] = Field(default_factory=dict)
     nodes: list[Node] = Field(min_length=1)
+
+    @field_validator("images")
+    @classmethod
+    def _versioned(
+        cls, images: dict[str, dict[ImageStack, str]]
+    ) -> dict[str, dict[ImageStack, str]]:
+        """``{version}`` in an image stands for the project's version (components/images.py)."""
+        return {
+            framework: {stack: with_version(image) for stack, image in by_stack.items()}
+            for framework, by_stack in images.items()
+        }
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterInventory:
