@@ -1,15 +1,19 @@
 """The ``batch-inference`` pipeline: plan shards -> run each shard (ParallelFor) -> merge.
 
 Each component is a few lines: it imports its step from ``components.inference.steps`` and calls it.
-KFP copies a component function's source verbatim into the compiled YAML and runs it in the
-component image, where this project is installed, so the bodies import what they need inside.
+In the cluster the image runs these functions itself (``pipelines.common.make_component``); the
+bodies import what they need inside, since kfp.local runs them from their source.
 
 Where a shard runs depends on the ``engine`` parameter (the job's ``step_needs`` in
 ``components.registry``, from ``components.inference.models.ENGINE_NEEDS``): vLLM on its GPU
 (khelben in the shipped inventory), transformers on the CPU, openai anywhere.
 A task's placement is fixed when the pipeline compiles, so the pipeline has one branch per engine
 (``dsl.If``/``Elif``/``Else`` on ``engine``), each a ParallelFor of its own shard task and a merge
-of its shards; the pipeline's output is the merge that ran (``dsl.OneOf``).
+of its shards; the pipeline's output is the merge that ran (``dsl.OneOf``). Each engine's shard
+step is a function of its own (``infer_shard_<engine>``, the component ``infer-shard-<engine>``):
+its own executor, image and placement. The merge's ``results`` Dataset stands for the output in
+the Kubeflow UI's lineage: the data stays at ``output``, which the artifact's metadata names
+with the row counts (its file is that metadata as JSON).
 
 No ``from __future__ import annotations`` here: KFP reads the component functions' annotations
 as parameter and artifact types.
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfp import dsl
-from kfp.dsl import Markdown, Metrics, Output
+from kfp.dsl import Dataset, Markdown, Metrics, Output
 from kfp.dsl.base_component import BaseComponent
 
 from components.cluster.placement import Placement
@@ -29,9 +33,11 @@ from components.registry import JobSpec, get_job
 from components.settings import Settings, get_settings
 from pipelines.common import (
     apply_placement,
+    apply_resources,
     apply_retry,
     cluster_env,
     default,
+    make_component,
     retry_policy,
     shard_parallelism,
     step_secrets,
@@ -43,7 +49,7 @@ PIPELINE_NAME = "batch-inference"
 # --- components: thin wrappers over components.inference.steps ------------------------------------
 
 
-def plan(
+def plan_batch(
     input: str,
     output: str,
     engine: str,
@@ -65,7 +71,7 @@ def plan(
         return plan_shards(params)
 
 
-def infer_shard(
+def infer_shard_vllm(
     input: str,
     output: str,
     engine: str,
@@ -79,7 +85,53 @@ def infer_shard(
     batch_size: int,
     shard: str,
 ) -> dict:
-    """Run one shard into its own output file; returns its report."""
+    """Run one shard with vLLM (on its GPU) into its own output file; its report."""
+    from components.exit_codes import refusing_bad_input
+    from components.inference.steps import job_params, run_shard
+
+    params = job_params(**locals())
+    with refusing_bad_input():
+        return run_shard(params, shard)
+
+
+def infer_shard_transformers(
+    input: str,
+    output: str,
+    engine: str,
+    model: str,
+    template: str,
+    id_column: str,
+    shards: int,
+    concurrency: int,
+    max_tokens: int,
+    temperature: float,
+    batch_size: int,
+    shard: str,
+) -> dict:
+    """Run one shard with transformers (CPU) into its own output file; its report."""
+    from components.exit_codes import refusing_bad_input
+    from components.inference.steps import job_params, run_shard
+
+    params = job_params(**locals())
+    with refusing_bad_input():
+        return run_shard(params, shard)
+
+
+def infer_shard_openai(
+    input: str,
+    output: str,
+    engine: str,
+    model: str,
+    template: str,
+    id_column: str,
+    shards: int,
+    concurrency: int,
+    max_tokens: int,
+    temperature: float,
+    batch_size: int,
+    shard: str,
+) -> dict:
+    """Run one shard through an OpenAI-compatible API into its own output file; its report."""
     from components.exit_codes import refusing_bad_input
     from components.inference.steps import job_params, run_shard
 
@@ -104,10 +156,20 @@ def merge(
     shard_reports: list,
     metrics: Output[Metrics],
     summary: Output[Markdown],
+    results: Output[Dataset],
 ) -> dict:
-    """Merge the shards' outputs into the output; log Metrics and a Markdown summary."""
+    """Merge the shards' outputs into the output; log Metrics, a Markdown summary and the
+    ``results`` Dataset (the output's URI and counts as its metadata)."""
+    import json
+
     from components.exit_codes import refusing_bad_input
-    from components.inference.steps import job_params, merge_shards, report_markdown, report_metrics
+    from components.inference.steps import (
+        job_params,
+        merge_shards,
+        report_markdown,
+        report_metrics,
+        results_metadata,
+    )
 
     params = job_params(**locals())
     with refusing_bad_input():
@@ -116,6 +178,9 @@ def merge(
         metrics.log_metric(name, value)
     with open(summary.path, "w", encoding="utf-8") as out:
         out.write(report_markdown(result, params))
+    results.metadata.update(results_metadata(result, params))
+    with open(results.path, "w", encoding="utf-8") as out:
+        json.dump(results.metadata, out)
     return result
 
 
@@ -131,27 +196,36 @@ class BatchComponents:
     merge: BaseComponent
 
 
+# Each engine's shard step: a function of its own, so a component (and an executor, an image, a
+# placement) of its own, named like the engine's step (``shard_step``: infer-shard-<engine>).
+SHARD_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "vllm": infer_shard_vllm,
+    "transformers": infer_shard_transformers,
+    "openai": infer_shard_openai,
+}
+
+
 def make_components(
-    image: str, engines: tuple[str, ...], shard_images: dict[str, str] | None = None
+    image: str,
+    engines: tuple[str, ...],
+    shard_images: dict[str, str] | None = None,
+    for_cluster: bool = True,
 ) -> BatchComponents:
     """The components on ``image`` (the project's component image, kfp included); each engine's
     shard component, named ``infer-shard-<engine>``, on its image from ``shard_images``."""
-
-    def wrap(func: Callable[..., Any], base_image: str, name: str | None = None) -> BaseComponent:
-        # install_kfp_package=False: the image has kfp; no pip at run time, nothing downloaded.
-        component: BaseComponent = dsl.component(
-            func, base_image=base_image, install_kfp_package=False
-        )
-        if name is not None:  # one component per engine: its own executor, image, placement
-            component.component_spec.name = name
-        return component
-
+    missing = [engine for engine in engines if engine not in SHARD_FUNCTIONS]
+    if missing:
+        raise ValueError(f"{PIPELINE_NAME}: no shard step function for engines {missing}")
     images = shard_images or {}
     shard_components = {
-        engine: wrap(infer_shard, images.get(engine, image), shard_step(engine))
+        engine: make_component(SHARD_FUNCTIONS[engine], images.get(engine, image), for_cluster)
         for engine in engines
     }
-    return BatchComponents(wrap(plan, image), shard_components, wrap(merge, image))
+    return BatchComponents(
+        make_component(plan_batch, image, for_cluster),
+        shard_components,
+        make_component(merge, image, for_cluster),
+    )
 
 
 @dataclass(frozen=True)
@@ -181,6 +255,7 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         settings.component_image,
         job.engines,
         {engine: p.image for engine, p in placements.items() if p is not None},
+        for_cluster,
     )
     build = _Build(job, settings, parts, placements, for_cluster)
 
@@ -210,6 +285,7 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         apply_retry(planned, retry_policy(job.retries.plan, for_cluster))
         if for_cluster:
             cluster_env(planned, settings, milvus=False)
+            apply_resources(planned, job, "plan", settings)
 
         merged_reports = []
         for index, name in enumerate(job.engines):
@@ -250,6 +326,8 @@ def _engine_branch(
     if for_cluster:
         cluster_env(ran, build.settings, milvus=False)
         cluster_env(merged, build.settings, milvus=False)
+        apply_resources(ran, build.job, shard_step(engine), build.settings)
+        apply_resources(merged, build.job, "merge", build.settings)
         placement = build.placements[engine]
         if placement is not None:
             apply_placement(ran, placement)

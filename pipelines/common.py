@@ -1,21 +1,52 @@
-"""What the KFP pipelines share: the job's retry policies as ``set_retry``, the steps'
-environment (Secrets, never values), GPU placement, and the local variant's fan-out.
+"""What the KFP pipelines share: how a step function becomes a component (the image's code in
+the cluster), the job's retry policies as ``set_retry``, each step's CPU, memory and timeout, the
+steps' environment (Secrets, never values), GPU placement, and the local variant's fan-out.
 
 What a job declares (``components.registry.JobSpec``: description, shard parallelism, step needs,
-Secrets, retries) is translated here, never restated.
+Secrets, retries, resource profiles) is translated here, never restated.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl, kubernetes
+from kfp.dsl.base_component import BaseComponent
 from pydantic import BaseModel
 
 from components.cluster.placement import Placement
+from components.orchestration.step_resources import step_resources
 from components.registry import JobSpec, RetryPolicy
 from components.registry import cluster_env as cluster_values
 from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings
+
+# Every step function a cluster component runs, by name: what the image's kfp_config.ini lists
+# (pipelines.kfp_config), since KFP's executor finds a function by its name alone.
+STEP_FUNCTIONS: dict[str, Callable[..., Any]] = {}
+
+
+def make_component(func: Callable[..., Any], image: str, for_cluster: bool) -> BaseComponent:
+    """``func`` (a step function: its annotations are the component's interface) on ``image``.
+
+    In the cluster, a containerized Python component (``target_image``): the IR names the
+    function (``python3 -m kfp.dsl.executor_main --function_to_execute <name>``) and KFP's
+    executor loads it from the image, through the ``kfp_config.ini`` in the image's working
+    folder, so what runs is the image's code, never a copy of the source held in the IR. Locally,
+    where kfp.local's SubprocessRunner runs only lightweight components, the same function with
+    its source, in this interpreter. ``install_kfp_package=False``: nothing is pip-installed at
+    run time.
+    """
+    if not for_cluster:
+        return dsl.component(func, base_image=image, target_image=image, install_kfp_package=False)
+    known = STEP_FUNCTIONS.setdefault(func.__name__, func)
+    if (known.__module__, known.__qualname__) != (func.__module__, func.__qualname__):
+        raise ValueError(
+            f"step function name {func.__name__!r} is taken by {known.__module__}: KFP's "
+            "executor finds a function by its name, which must be unique across the pipelines"
+        )
+    return dsl.component(func, base_image=image, install_kfp_package=False)
+
 
 # Locally (kfp.local) shards run one at a time: Milvus Lite admits one process per database
 # file (a file lock), and each batch shard loads its model on a small machine.
@@ -49,6 +80,18 @@ def apply_retry(task: dsl.PipelineTask, policy: RetryPolicy) -> None:
         backoff_factor=float(policy.factor),
         backoff_max_duration=policy.max_backoff,
     )
+
+
+def apply_resources(task: dsl.PipelineTask, job: JobSpec, step: str, settings: Settings) -> None:
+    """CPU and memory requests and limits (never a BestEffort pod) and how long one attempt may
+    run (``activeDeadlineSeconds``), from ``step``'s profile (``step_resources``)."""
+    wanted = step_resources(job.name, step, settings)
+    try:
+        task.set_cpu_request(wanted.cpu_request).set_cpu_limit(wanted.cpu_limit)
+        task.set_memory_request(wanted.memory_request).set_memory_limit(wanted.memory_limit)
+    except ValueError as exc:  # KFP takes fewer quantity forms than Kubernetes
+        raise ValueError(f"{job.name}/{step}: {exc}") from None
+    kubernetes.set_timeout(task, wanted.timeout_s)
 
 
 def cluster_env(

@@ -1,24 +1,25 @@
 """The ``document-ingestion`` pipeline: plan shards -> ingest each shard (ParallelFor) -> report.
 
 Each component is a few lines: it imports its step from ``components.ingest.steps`` and calls it.
-KFP copies a component function's source verbatim into the compiled YAML and runs it in the
-component image, where this project is installed, so the bodies import what they need inside.
+In the cluster the image runs these functions itself (``pipelines.common.make_component``); the
+bodies import what they need inside, since kfp.local runs them from their source.
 
 The plan step writes the source's listing to storage and returns one spec per shard,
 ``{"shard": "I/N", "listing": URI}``; the shard tasks get both fields, the report step the specs
-(it prunes against that listing). What the job declares (description, parallelism, the
-embedding step's placement, retries) comes from ``components.registry``.
+(it prunes against that listing). Each shard's report (bounded: the first failures, the rest
+counted) is an Artifact, its counts the artifact's metadata, so the Kubeflow UI shows each
+shard's outcome and its lineage; the report step collects them (``dsl.Collected``) from
+storage. What the job declares (description, parallelism, the embedding step's placement,
+retries, resource profiles) comes from ``components.registry``.
 
 No ``from __future__ import annotations`` here: KFP reads the component functions' annotations
 as parameter and artifact types.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from kfp import dsl
-from kfp.dsl import Markdown, Metrics, Output
+from kfp.dsl import Artifact, Input, Markdown, Metrics, Output
 from kfp.dsl.base_component import BaseComponent
 
 from components.ingest.models import INGEST_SHARD_STEP, IngestParams
@@ -26,9 +27,11 @@ from components.registry import get_job
 from components.settings import Settings, get_settings
 from pipelines.common import (
     apply_placement,
+    apply_resources,
     apply_retry,
     cluster_env,
     default,
+    make_component,
     retry_policy,
     shard_parallelism,
 )
@@ -51,17 +54,28 @@ def plan(source: str, collection: str, milvus_uri: str, prune: bool) -> list:
 
 
 def ingest_shard(
-    source: str, collection: str, milvus_uri: str, prune: bool, shard: str, listing: str
-) -> dict:
-    """Ingest one shard's slice of the listing into Milvus; returns its report (without nulls,
-    which KFP can't pass)."""
+    source: str,
+    collection: str,
+    milvus_uri: str,
+    prune: bool,
+    shard: str,
+    listing: str,
+    shard_report: Output[Artifact],
+) -> None:
+    """Ingest one shard's slice of the listing into Milvus; its report is the ``shard_report``
+    artifact (JSON), its counts the artifact's metadata."""
+    import json
+
     from components.exit_codes import refusing_bad_input
     from components.ingest.steps import ingest_shard as step
+    from components.ingest.steps import report_metrics
 
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
     with refusing_bad_input():
         result = step(params, shard, listing)
-    return {k: v for k, v in result.items() if v is not None}
+    with open(shard_report.path, "w", encoding="utf-8") as out:
+        json.dump(result, out)
+    shard_report.metadata.update({"shard": shard, **report_metrics(result)})
 
 
 def report(
@@ -70,18 +84,24 @@ def report(
     milvus_uri: str,
     prune: bool,
     planned: list,
-    shard_reports: list,
+    shard_reports: Input[list[Artifact]],
     metrics: Output[Metrics],
     summary: Output[Markdown],
 ) -> dict:
-    """Merge the shard reports, prune against the planned listing when asked; log Metrics and a
-    Markdown summary."""
+    """Merge the shards' report artifacts, prune against the planned listing when asked; log
+    Metrics and a Markdown summary; returns the run's report (bounded, without nulls)."""
+    import json
+
     from components.exit_codes import refusing_bad_input
     from components.ingest.steps import finish_ingestion, report_markdown, report_metrics
 
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
+    reports = []
+    for artifact in shard_reports:
+        with open(artifact.path, encoding="utf-8") as stored:
+            reports.append(json.load(stored))
     with refusing_bad_input():
-        result = finish_ingestion(params, shard_reports, planned)
+        result = finish_ingestion(params, reports, planned)
     for name, value in report_metrics(result).items():
         metrics.log_metric(name, value)
     with open(summary.path, "w", encoding="utf-8") as out:
@@ -99,19 +119,15 @@ class IngestionComponents:
     report: BaseComponent
 
 
-def make_components(image: str, embedding_image: str | None = None) -> IngestionComponents:
+def make_components(
+    image: str, embedding_image: str | None = None, for_cluster: bool = True
+) -> IngestionComponents:
     """The three components on ``image`` (the project's component image, kfp included); the
     embedding step on ``embedding_image`` when given (the project built for a GPU stack)."""
-
-    def wrap(func: Callable[..., Any], base_image: str) -> BaseComponent:
-        # install_kfp_package=False: the image has kfp; no pip at run time, nothing downloaded.
-        component: BaseComponent = dsl.component(
-            func, base_image=base_image, install_kfp_package=False
-        )
-        return component
-
     return IngestionComponents(
-        wrap(plan, image), wrap(ingest_shard, embedding_image or image), wrap(report, image)
+        make_component(plan, image, for_cluster),
+        make_component(ingest_shard, embedding_image or image, for_cluster),
+        make_component(report, image, for_cluster),
     )
 
 
@@ -130,7 +146,9 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
     # The embedding step runs on the placement's image (the project built for that GPU's stack,
     # ROCm on drizzt); the others on the component image.
     parts = make_components(
-        settings.component_image, placement.image if placement else settings.component_image
+        settings.component_image,
+        placement.image if placement else settings.component_image,
+        for_cluster,
     )
     retries = job.retries
     parallelism = shard_parallelism(job, for_cluster)
@@ -158,7 +176,9 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
             apply_retry(ingested, retry_policy(retries.shard, for_cluster))
 
         reported = parts.report(
-            **args, planned=planned.output, shard_reports=dsl.Collected(ingested.output)
+            **args,
+            planned=planned.output,
+            shard_reports=dsl.Collected(ingested.outputs["shard_report"]),
         )
         reported.set_display_name("report")
         # Off: it prunes Milvus and must report this run's shards, never an earlier run's.
@@ -169,6 +189,9 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
             cluster_env(planned, settings, milvus=False, run_data=True)
             cluster_env(ingested, settings, milvus=True)
             cluster_env(reported, settings, milvus=True)
+            apply_resources(planned, job, "plan", settings)
+            apply_resources(ingested, job, INGEST_SHARD_STEP, settings)
+            apply_resources(reported, job, "report", settings)
         if placement is not None:
             apply_placement(ingested, placement)
         output: dict = reported.outputs["Output"]

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kfp import local
-from kfp.local import config as local_config
 
 from components.exit_codes import is_bad_input, step_error
 from components.settings import Settings, settings_env
@@ -147,7 +146,6 @@ def run_local(
     root = (pipeline_root or DEFAULT_PIPELINE_ROOT).resolve()
     root.mkdir(parents=True, exist_ok=True)
     env = settings_env(settings) if settings is not None else None
-    previous = local_config.LocalExecutionConfig.instance
     kfp_log = _KfpLog(log or sys.stderr)
     with (
         # kfp.local deletes the workspace itself at the end of the run.
@@ -163,6 +161,8 @@ def run_local(
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         # Display names are for the Kubeflow UI; kfp.local says it ignores them.
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner")
+        # kfp.local's session is process-wide; each run starts its own (public ``init``), which
+        # stays set after the run, as after any ``local.init``.
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=str(root),
@@ -174,7 +174,6 @@ def run_local(
         except RuntimeError as exc:
             raise kfp_log.failure(name, exc) from exc
         finally:
-            local_config.LocalExecutionConfig.instance = previous
             kfp_log.flush()
     result = normalize_result(name, task.output)
     if not isinstance(result, dict):

@@ -16,9 +16,17 @@ from kfp.dsl.base_component import BaseComponent
 from components.ingest.models import RemovalParams
 from components.registry import get_job
 from components.settings import Settings, get_settings
-from pipelines.common import apply_retry, cluster_env, default, retry_policy
+from pipelines.common import (
+    apply_resources,
+    apply_retry,
+    cluster_env,
+    default,
+    make_component,
+    retry_policy,
+)
 
 PIPELINE_NAME = "document-removal"
+STEP = "remove"  # its step name, as the Argo template's
 
 
 def remove(
@@ -50,10 +58,7 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
     """
     settings = settings or get_settings()
     job = get_job(PIPELINE_NAME)
-    # install_kfp_package=False: the image has kfp; no pip at run time, nothing downloaded.
-    component = dsl.component(
-        remove, base_image=settings.component_image, install_kfp_package=False
-    )
+    component = make_component(remove, settings.component_image, for_cluster)
 
     @dsl.pipeline(name=PIPELINE_NAME, description=job.description)
     def document_removal(
@@ -69,6 +74,7 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         apply_retry(removed, retry_policy(job.retries.finish, for_cluster))
         if for_cluster:
             cluster_env(removed, settings, milvus=True)
+            apply_resources(removed, job, STEP, settings)
         output: dict = removed.outputs["Output"]
         return output
 

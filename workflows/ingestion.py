@@ -5,13 +5,14 @@ Each script step is a Hera runner step (``constructor="runner"``): the container
 ``{{inputs.parameters}}`` as JSON. The step functions below are a few lines each: they build the
 job's parameters and call the same step functions as the KFP pipeline, from
 ``components.ingest.steps``. Their return value, printed as JSON by the runner, is the step's
-``outputs.result``; Argo aggregates the fanned-out shards' results into a JSON list, which the
-report step receives.
+``outputs.result``.
 
 The plan step writes the source's listing to storage and returns one spec per shard,
-``{"shard": "I/N", "listing": URI}``: the fan-out passes ``{{item.shard}}`` and
-``{{item.listing}}`` to each shard, and the report step gets the specs (it prunes against that
-listing).
+``{"shard": "I/N", "listing": URI, "report": URI}``: the fan-out passes ``{{item.shard}}``,
+``{{item.listing}}`` and ``{{item.report}}`` to each shard, and the report step gets the specs
+(it prunes against that listing). Each shard leaves its report (bounded) where its spec says,
+under the run data and the run's uid, and the report step reads them from there: no parameter
+grows with the shards' reports.
 
 What the job declares comes from ``components.registry``: its description, shard parallelism,
 the embedding step's GPU placement (sentence-transformers on its default node, the BGE node
@@ -55,25 +56,31 @@ def _params(source: str, collection: str, milvus_uri: str, prune: str) -> dict[s
     }
 
 
-def plan(source: str, collection: str, milvus_uri: str, prune: str) -> list[dict[str, str]]:
+def plan(
+    source: str, collection: str, milvus_uri: str, prune: str, run_id: str
+) -> list[dict[str, str]]:
     """List the source once, write the listing to storage, cut it into shards; the specs
-    (``{"shard": "I/N", "listing": URI}``) feed ``withParam``."""
+    (``{"shard": "I/N", "listing": URI, "report": URI}``, the reports under ``run_id``) feed
+    ``withParam``."""
     from components.ingest.steps import plan_shards
 
     # stdout is the step's result: anything a library prints goes to the log (stderr) instead.
     # Bad input exits 2 with one line, which the retry strategy does not retry.
     with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
-        return plan_shards(_params(source, collection, milvus_uri, prune))
+        return plan_shards(_params(source, collection, milvus_uri, prune), run_id=run_id)
 
 
 def ingest_shard(
-    source: str, collection: str, milvus_uri: str, prune: str, shard: str, listing: str
+    source: str, collection: str, milvus_uri: str, prune: str, shard: str, listing: str, report: str
 ) -> dict[str, Any]:
-    """Ingest one shard's slice of the listing into Milvus; its report (JSON) is the result."""
+    """Ingest one shard's slice of the listing into Milvus; its report goes to ``report``, its
+    URI and counts are the result."""
     from components.ingest.steps import ingest_shard as step
+    from components.ingest.steps import store_shard_report
 
     with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
-        return step(_params(source, collection, milvus_uri, prune), shard, listing)
+        result = step(_params(source, collection, milvus_uri, prune), shard, listing)
+        return store_shard_report(result, report)
 
 
 def report(
@@ -82,16 +89,15 @@ def report(
     milvus_uri: str,
     prune: str,
     planned: str,
-    shard_reports: str,
     summary: Annotated[Path, Artifact(name=common.SUMMARY_ARTIFACT, output=True)],
 ) -> dict[str, Any]:
-    """Merge the shard reports (Argo's JSON list of results), prune against the planned listing
-    when asked, write the Markdown summary artifact; the run's report is the step's result."""
+    """Merge the shard reports (read where the planned specs say), prune against the planned
+    listing when asked, write the Markdown summary artifact; the run's report is the result."""
     from components.ingest.steps import finish_ingestion, report_markdown
 
     params = _params(source, collection, milvus_uri, prune)
     with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
-        result = finish_ingestion(params, json.loads(shard_reports), json.loads(planned))
+        result = finish_ingestion(params, None, json.loads(planned))
     common.write_summary(summary, report_markdown(result, params))
     return result
 
@@ -159,24 +165,19 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
         with common.main_steps(
             record_status, settings.component_image, job.shard_parallelism, report_step="report"
         ):
-            planned = plan_template(name="plan", arguments=workflow_args)
+            planned = plan_template(
+                name="plan", arguments={**workflow_args, "run_id": "{{workflow.uid}}"}
+            )
             assert isinstance(planned, Step)
-            shards = ingest_template(
+            ingest_template(
                 name=INGEST_SHARD_STEP,
                 arguments={
                     **workflow_args,
                     "shard": "{{item.shard}}",
                     "listing": "{{item.listing}}",
+                    "report": "{{item.report}}",
                 },
                 with_param=planned.result,
             )
-            assert isinstance(shards, Step)
-            report_template(
-                name="report",
-                arguments={
-                    **workflow_args,
-                    "planned": planned.result,
-                    "shard_reports": shards.result,
-                },
-            )
+            report_template(name="report", arguments={**workflow_args, "planned": planned.result})
     return template

@@ -118,6 +118,22 @@ def report_metrics(report: dict[str, Any]) -> dict[str, float]:
     return metrics
 
 
+def results_metadata(report: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """What stands for the run's output in an engine's lineage (KFP's ``results`` Dataset): where
+    the results are, in which format, what made them, and the row counts."""
+    model = BatchReport.model_validate(report)
+    p = BatchJobParams.model_validate(params)
+    return {
+        "uri": p.output,
+        "format": "jsonl",
+        "engine": p.engine,
+        "model": p.model,
+        "rows": model.rows,
+        "errors": model.errors,
+        "skipped": model.skipped,
+    }
+
+
 def report_markdown(report: dict[str, Any], params: dict[str, Any]) -> str:
     """A Markdown summary of the run, for the Kubeflow UI and Argo's outputs."""
     model = BatchReport.model_validate(report)

@@ -82,13 +82,18 @@ class Listing:
         return cls(data["root_uri"], refs)
 
 
-def listing_uri(text: str, settings: Settings) -> str:
-    """Where a listing of these bytes lives: under the settings' run data, named by its hash.
-    A local base is made absolute, so that steps in other working folders find it."""
+def run_data_base(settings: Settings) -> str:
+    """Where a run's steps leave data for each other (``LLMW_RUN_DATA_URI``), without a trailing
+    slash; a local base is made absolute, so that steps in other working folders find it."""
     base = settings.run_data_uri
     if not is_s3(base):
         base = str(Path(base).expanduser().resolve())
-    return f"{base.rstrip('/')}/{FOLDER}/{sha256_hex(text)}.json"
+    return base.rstrip("/")
+
+
+def listing_uri(text: str, settings: Settings) -> str:
+    """Where a listing of these bytes lives: under the settings' run data, named by its hash."""
+    return f"{run_data_base(settings)}/{FOLDER}/{sha256_hex(text)}.json"
 
 
 def write_listing(listing: Listing, settings: Settings) -> str:

@@ -53,14 +53,25 @@ class DocumentIssue(BaseModel):
     error: str
 
 
+# A report that travels between steps lists at most this many failed and skipped documents
+# each (the first ones), with errors cut to MAX_ISSUE_CHARS; the rest are only counted.
+MAX_LISTED_ISSUES = 100
+MAX_ISSUE_CHARS = 500
+
+
 class IngestReport(BaseModel):
-    """The outcome of an ingestion run (or of one shard of it)."""
+    """The outcome of an ingestion run (or of one shard of it).
+
+    ``failures_unlisted``/``skipped_unlisted``: documents counted in ``documents.failed`` and
+    ``documents.skipped`` that a ``bounded`` report no longer lists."""
 
     documents: DocumentCounts = Field(default_factory=DocumentCounts)
     chunks: int = 0
     seconds: float = 0.0
     failures: list[DocumentIssue] = Field(default_factory=list)
     skipped: list[DocumentIssue] = Field(default_factory=list)
+    failures_unlisted: int = 0
+    skipped_unlisted: int = 0
     prune_error: str | None = None
 
     @property
@@ -88,8 +99,34 @@ class IngestReport(BaseModel):
             merged.seconds = max(merged.seconds, report.seconds)
             merged.failures.extend(report.failures)
             merged.skipped.extend(report.skipped)
+            merged.failures_unlisted += report.failures_unlisted
+            merged.skipped_unlisted += report.skipped_unlisted
             merged.prune_error = merged.prune_error or report.prune_error
         return merged
+
+    def bounded(self, limit: int = MAX_LISTED_ISSUES) -> IngestReport:
+        """This report listing at most ``limit`` failed and ``limit`` skipped documents (the
+        first ones, errors cut to MAX_ISSUE_CHARS), the others counted in ``*_unlisted``: the
+        size of a report that travels between steps does not grow with the source."""
+
+        def first(issues: list[DocumentIssue]) -> list[DocumentIssue]:
+            return [
+                DocumentIssue(source_uri=i.source_uri, error=_cut(i.error)) for i in issues[:limit]
+            ]
+
+        return self.model_copy(
+            update={
+                "failures": first(self.failures),
+                "skipped": first(self.skipped),
+                "failures_unlisted": self.failures_unlisted + max(0, len(self.failures) - limit),
+                "skipped_unlisted": self.skipped_unlisted + max(0, len(self.skipped) - limit),
+            },
+            deep=True,
+        )
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_ISSUE_CHARS else text[: MAX_ISSUE_CHARS - 1] + "…"
 
 
 # --- document removal ---------------------------------------------------------------------------

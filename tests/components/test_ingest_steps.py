@@ -12,10 +12,23 @@ import pytest
 from components.ids import Shard
 from components.ingest import run as ingest_run
 from components.ingest.listing import Listing, ListingError, read_listing, write_listing
-from components.ingest.models import IngestParams
+from components.ingest.models import (
+    MAX_ISSUE_CHARS,
+    MAX_LISTED_ISSUES,
+    DocumentIssue,
+    IngestParams,
+    IngestReport,
+)
 from components.ingest.run import ingest
 from components.ingest.sources import DocumentRef, LocalSource, open_source
-from components.ingest.steps import MAX_SHARDS, finish_ingestion, ingest_shard, plan_shards
+from components.ingest.steps import (
+    MAX_SHARDS,
+    finish_ingestion,
+    ingest_shard,
+    plan_shards,
+    report_markdown,
+    store_shard_report,
+)
 from components.storage.s3 import minio_client
 from testing.documents import topic, write_document
 from tests.milvus_rows import read_rows
@@ -176,3 +189,59 @@ def test_the_listing_travels_through_s3(s3_settings: Any, tmp_path: Path) -> Non
     (spec,) = plan_shards({"source": str(tmp_path / "docs")}, settings)
     assert spec["listing"].startswith("s3://runs/llmw/document-ingestion/listings/")
     assert read_listing(spec["listing"], settings, source.root_uri) == Listing.of(source)
+
+
+def test_shard_reports_travel_through_storage_under_the_run(
+    tmp_path: Path, step_settings: Any
+) -> None:
+    """With a run id (Argo's workflow uid) each spec names where its shard leaves its report; the
+    report step reads them there, and a shard that left none fails it, naming the shard."""
+    corpus(tmp_path / "docs", 4)
+    params = {"source": str(tmp_path / "docs")}
+    planned = plan_shards(params, step_settings, run_id="uid-1")
+    reports = tmp_path / "runs" / "document-ingestion" / "reports" / "uid-1"
+    assert [spec["report"] for spec in planned] == [
+        str(reports / "shard-0-of-2.json"),
+        str(reports / "shard-1-of-2.json"),
+    ]
+    assert plan_shards(params, step_settings, run_id="uid-2")[0]["report"] != planned[0]["report"]
+    with pytest.raises(FileNotFoundError, match=r"shard 0/2 left no report at .*shard-0-of-2"):
+        finish_ingestion(params, None, planned, step_settings)
+
+    for spec in planned:
+        report = ingest_shard(params, spec["shard"], spec["listing"], step_settings)
+        passed_on = store_shard_report(report, spec["report"], step_settings)
+        assert passed_on == {
+            "report": spec["report"],
+            "documents": report["documents"],
+            "chunks": report["chunks"],
+        }
+    merged = finish_ingestion(params, None, planned, step_settings)
+    assert merged["documents"]["new"] == 4 and merged["chunks"] > 0
+    with pytest.raises(ValueError, match=r"run id '\.\./x'"):
+        plan_shards(params, step_settings, run_id="../x")
+
+
+def test_reports_list_the_first_failures_and_count_the_rest(tmp_path: Path) -> None:
+    """A report that travels between steps stays small whatever the source holds: the first
+    MAX_LISTED_ISSUES failures (errors cut short), the others counted; merging keeps the count."""
+    issues = [
+        DocumentIssue(source_uri=f"file:///d/{i}.md", error="x" * 2000)
+        for i in range(MAX_LISTED_ISSUES + 7)
+    ]
+    report = IngestReport(failures=issues, skipped=issues[:3])
+    report.documents.failed = len(issues)
+    bounded = report.bounded()
+    assert [f.source_uri for f in bounded.failures] == [
+        f.source_uri for f in issues[:MAX_LISTED_ISSUES]
+    ]
+    assert bounded.failures_unlisted == 7 and bounded.skipped_unlisted == 0
+    assert all(len(f.error) == MAX_ISSUE_CHARS for f in bounded.failures)
+    assert len(report.failures) == MAX_LISTED_ISSUES + 7  # the original is left whole
+    merged = IngestReport.merge([bounded, bounded]).bounded()
+    assert len(merged.failures) == MAX_LISTED_ISSUES
+    assert merged.failures_unlisted == 2 * 7 + MAX_LISTED_ISSUES
+    assert merged.documents.failed == 2 * len(issues)
+    markdown = report_markdown(merged.model_dump(), {"source": "/d"})
+    assert f"… and {merged.failures_unlisted} more failed documents, not listed." in markdown
+    assert len(json.dumps(merged.model_dump())) < 200_000

@@ -4,6 +4,7 @@ placed shard task and a merge with Metrics and Markdown; secrets; the local vari
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def test_parameters_are_the_jobs(default_settings: Any) -> None:
 
 def test_one_branch_per_engine_each_a_parallel_for_and_a_merge(default_settings: Any) -> None:
     spec = check_ir(compile_text(NAME, default_settings), NAME)
-    assert set(spec.root.dag.tasks) == {"plan", "condition-branches-1"}
+    assert set(spec.root.dag.tasks) == {"plan-batch", "condition-branches-1"}
     found = branches(spec)
     assert sorted(found) == sorted(JOB.engines) == sorted(ENGINE_NEEDS)
     conditions = {engine: task.trigger_policy.condition for engine, (task, _, _) in found.items()}
@@ -79,7 +80,7 @@ def test_one_branch_per_engine_each_a_parallel_for_and_a_merge(default_settings:
     assert "!(" in conditions["transformers"]  # the Else branch
     for engine, (_, branch, loop) in found.items():
         assert loop.iterator_policy.parallelism_limit == JOB.shard_parallelism == 4
-        assert loop.parameter_iterator.items.input_parameter == "pipelinechannel--plan-Output"
+        assert loop.parameter_iterator.items.input_parameter == "pipelinechannel--plan-batch-Output"
         (merge,) = [t for name, t in branch.dag.tasks.items() if name.startswith("merge")]
         # The merge collects this branch's shard reports, and gets the planned shards.
         collected = merge.inputs.parameters["shard_reports"].task_output_parameter
@@ -88,6 +89,8 @@ def test_one_branch_per_engine_each_a_parallel_for_and_a_merge(default_settings:
         outputs = spec.components[merge.component_ref.name].output_definitions.artifacts
         assert outputs["metrics"].artifact_type.schema_title == "system.Metrics"
         assert outputs["summary"].artifact_type.schema_title == "system.Markdown"
+        # The output stands in the UI's lineage as a Dataset.
+        assert outputs["results"].artifact_type.schema_title == "system.Dataset"
         assert not merge.caching_options.enable_cache
         assert merge.retry_policy.max_retry_count == JOB.retries.finish.limit
     # The pipeline's output is the merge that ran (dsl.OneOf over the branches).
@@ -111,7 +114,7 @@ def test_vllm_shards_go_to_khelben_on_amd_gpu(default_settings: Any) -> None:
 @pytest.mark.parametrize("engine", ["transformers", "openai"])
 def test_cpu_engines_ask_for_no_gpu_and_no_node(default_settings: Any, engine: str) -> None:
     container, config = shard_executor(compile_text(NAME, default_settings), engine)
-    assert "resources" not in container
+    assert "accelerator" not in container["resources"]
     assert "nodeSelector" not in config and "tolerations" not in config
     # openai: the component image; transformers: the inventory's CPU image for it (the same).
     assert container["image"] == default_settings.component_image
@@ -155,10 +158,34 @@ def test_secrets_never_values_and_the_component_image(clean_env: None) -> None:
             assert llm == [], label
     for label, executor in spec["deploymentSpec"]["executors"].items():
         container = executor["container"]
-        program = container["command"][-1]
-        assert "from components.inference.steps import" in program, label
+        # The image's own code, by the function's name (one function per engine's shard).
+        assert container["command"] == ["python3", "-m", "kfp.dsl.executor_main"], label
+        function = re.sub(r"-[0-9]+$", "", label.removeprefix("exec-")).replace("-", "_")
+        assert container["args"][-1] == function, label  # exec-merge-2: merge, once a branch
         if label not in ("exec-infer-shard-vllm", "exec-infer-shard-transformers"):
             assert container["image"] == "registry.lab/llmw:t", label
+
+
+@pytest.mark.parametrize(
+    ("engine", "memory", "timeout_s"),
+    [("vllm", "16Gi", 6 * 3600), ("transformers", "4Gi", 4 * 3600), ("openai", "512Mi", 3600)],
+)
+def test_each_engines_shards_get_their_profile(
+    default_settings: Any, engine: str, memory: str, timeout_s: int
+) -> None:
+    container, config = shard_executor(compile_text(NAME, default_settings), engine)
+    assert container["resources"]["resourceMemoryRequest"] == memory
+    assert config["activeDeadlineSeconds"] == str(timeout_s)
+
+
+def test_every_step_has_requests_and_limits(default_settings: Any) -> None:
+    spec, platform = documents(compile_text(NAME, default_settings))
+    kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for label, executor in spec["deploymentSpec"]["executors"].items():
+        resources = executor["container"]["resources"]
+        for field in ("CpuRequest", "CpuLimit", "MemoryRequest", "MemoryLimit"):
+            assert resources[f"resource{field}"], (label, field)
+        assert int(kubernetes[label]["activeDeadlineSeconds"]) > 0, label
 
 
 def test_openai_shards_keep_their_secret_when_placed(

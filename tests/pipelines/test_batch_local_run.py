@@ -37,4 +37,9 @@ def test_two_shards_on_kfp_local(local_env: None, tmp_path: Path, tiny_lm: Path)
     outputs = json.loads((merge / "executor_output.json").read_text())
     metrics = outputs["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert metrics["rows"] == ROWS + 1 and metrics["errors"] == 1
+    # The output, as the Dataset the Kubeflow UI's lineage shows: where it is, and its counts.
+    (results,) = outputs["artifacts"]["results"]["artifacts"]
+    assert results["metadata"]["uri"] == str(output)
+    assert results["metadata"]["rows"] == ROWS + 1 and results["metadata"]["format"] == "jsonl"
+    assert json.loads((merge / "results").read_text()) == results["metadata"]
     assert not [d.name for d in run.iterdir() if "infer-shard-vllm" in d.name]

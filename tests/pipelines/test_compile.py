@@ -117,12 +117,16 @@ def test_pipeline_shape_caching_and_retries(default_settings: Any) -> None:
     report_outputs = spec.components["comp-report"].output_definitions.artifacts
     assert report_outputs["metrics"].artifact_type.schema_title == "system.Metrics"
     assert report_outputs["summary"].artifact_type.schema_title == "system.Markdown"
-    # The report step collects every shard's report.
-    shard_reports = tasks["report"].inputs.parameters["shard_reports"]
-    assert shard_reports.task_output_parameter.producer_task == "for-loop-1"
+    # Each shard's report is an artifact (the UI's lineage), which the report step collects.
+    shard_outputs = spec.components["comp-ingest-shard"].output_definitions
+    assert shard_outputs.artifacts["shard_report"].artifact_type.schema_title == "system.Artifact"
+    assert not shard_outputs.parameters  # nothing travels as a parameter
+    shard_reports = tasks["report"].inputs.artifacts["shard_reports"]
+    assert shard_reports.task_output_artifact.producer_task == "for-loop-1"
+    assert "shard_reports" not in tasks["report"].inputs.parameters
 
 
-def test_components_are_thin_and_use_the_settings_image(clean_env: None) -> None:
+def test_components_run_the_images_code_and_use_the_settings_image(clean_env: None) -> None:
     from components.settings import Settings
 
     settings = Settings(
@@ -136,9 +140,14 @@ def test_components_are_thin_and_use_the_settings_image(clean_env: None) -> None
         container = executor["container"]
         if label != "exec-ingest-shard":  # the embedding step: the placement's image
             assert container["image"] == "registry.lab/llmw:test"
-        program = container["command"][-1]
-        assert "from components.ingest.steps import" in program, label
-        assert "pip install" not in " ".join(container["command"]), label
+        # The image's own code, by the function's name: no source in the IR, no pip install.
+        assert container["command"] == ["python3", "-m", "kfp.dsl.executor_main"], label
+        assert container["args"] == [
+            "--executor_input",
+            "{{$}}",
+            "--function_to_execute",
+            label.removeprefix("exec-").replace("-", "_"),
+        ]
         env = {e["name"]: e["value"] for e in container.get("env", [])}
         if label == "exec-plan":  # it writes the listing where the run's other steps read it
             assert "LLMW_MILVUS_URI" not in env
@@ -217,11 +226,59 @@ def test_embedding_step_is_placed_on_the_bge_node(default_settings: Any) -> None
     # Only the embedding step asks for a GPU or a node.
     spec, platform = documents(text)
     for label in ("exec-plan", "exec-report"):
-        assert "resources" not in spec["deploymentSpec"]["executors"][label]["container"]
+        resources = spec["deploymentSpec"]["executors"][label]["container"]["resources"]
+        assert "accelerator" not in resources
         assert (
             "nodeSelector"
             not in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label]
         )
+
+
+def test_every_step_has_requests_limits_and_a_timeout_from_its_profile(
+    default_settings: Any,
+) -> None:
+    from components.orchestration.step_resources import step_resources
+
+    spec, platform = documents(compile_text(NAME, default_settings))
+    kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in ("plan", "ingest-shard", "report"):
+        label = f"exec-{step}"
+        wanted = step_resources(NAME, step, default_settings)
+        resources = spec["deploymentSpec"]["executors"][label]["container"]["resources"]
+        assert (
+            resources["resourceCpuRequest"],
+            resources["resourceCpuLimit"],
+            resources["resourceMemoryRequest"],
+            resources["resourceMemoryLimit"],
+        ) == (wanted.cpu_request, wanted.cpu_limit, wanted.memory_request, wanted.memory_limit)
+        assert kubernetes[label]["activeDeadlineSeconds"] == str(wanted.timeout_s)
+    # The embedding step loads its model: the "model" profile, GBs of memory.
+    shard = spec["deploymentSpec"]["executors"]["exec-ingest-shard"]["container"]["resources"]
+    assert shard["resourceMemoryRequest"] == "4Gi"
+
+
+def test_a_profile_in_the_settings_reaches_the_step(clean_env: None) -> None:
+    from components.settings import Settings
+
+    settings = Settings(
+        step_profiles={"light": {"memory_limit": "3Gi", "timeout_s": 600}},
+        step_profile_by_step={f"{NAME}/report": "model"},
+    )
+    spec, platform = documents(compile_text(NAME, settings))
+    executors = spec["deploymentSpec"]["executors"]
+    kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert executors["exec-plan"]["container"]["resources"]["resourceMemoryLimit"] == "3Gi"
+    assert kubernetes["exec-plan"]["activeDeadlineSeconds"] == "600"
+    assert executors["exec-report"]["container"]["resources"]["resourceMemoryLimit"] == "8Gi"
+
+
+def test_a_quantity_kfp_refuses_names_the_step(clean_env: None) -> None:
+    from components.settings import Settings
+
+    # Kubernetes takes 1.5Gi; KFP's set_memory_limit takes whole numbers only.
+    settings = Settings(step_profiles={"model": {"memory_limit": "1.5Gi", "memory_request": "1Gi"}})
+    with pytest.raises(ValueError, match=f"^{NAME}/ingest-shard: .*memory"):
+        compile_text(NAME, settings)
 
 
 def test_placement_follows_a_replaced_inventory(clean_env: None, tmp_path: Path) -> None:

@@ -46,6 +46,17 @@ def test_kfp_local_run_equals_plain_ingest(
     outputs = json.loads((runs[0] / "report" / "executor_output.json").read_text())
     metrics = outputs["artifacts"]["metrics"]["artifacts"][0]["metadata"]
     assert metrics["chunks"] == len(expected) and metrics["documents_new"] == 3
+    # Each shard's report travelled as an artifact (its counts as metadata), not a parameter.
+    shards = sorted(runs[0].glob("for-loop-1-iteration-*/ingest-shard"))
+    assert shards
+    for shard in shards:
+        (stored,) = json.loads((shard / "executor_output.json").read_text())["artifacts"][
+            "shard_report"
+        ]["artifacts"]
+        assert stored["metadata"]["shard"].endswith(f"/{len(shards)}")
+        written = json.loads(Path(stored["uri"]).read_text())
+        assert written["documents"]["seen"] == stored["metadata"]["documents_seen"]
+        assert "parameterValues" not in json.loads((shard / "executor_output.json").read_text())
 
 
 def test_shards_fan_out_and_a_failing_shard_is_retried(

@@ -1,5 +1,6 @@
 """Contract tests: ``submit_run``/``run_status`` through the real kfp.Client against a local server
-that checks every request against the pinned KFP v2beta1 OpenAPI spec."""
+that checks every request (and every answer) against the pinned KFP v2beta1 OpenAPI spec: the
+pipeline uploaded once per content as a version named by its hash, runs of that version."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import kfp
 import pytest
 import yaml
 
-from components.registry import ParameterError, UnknownPipelineError
+from components.registry import JOBS, ParameterError, UnknownPipelineError
+from pipelines.compiler import compile_text
+from pipelines.pipeline_versions import content_version
 from pipelines.submit import SubmitError, run_status, submit_run, wait_for_run
 from testing.contract.fake_kfp import FakeKFP
-from testing.contract.openapi_server import OpenAPIContractServer
+from testing.contract.openapi_server import ContractRequest, OpenAPIContractServer
 
 NAME = "document-ingestion"
 TOKEN = "kfp-test-token"
@@ -52,6 +55,25 @@ def operations(server: OpenAPIContractServer) -> list[str]:
     return [r.operation_id for r in server.requests]
 
 
+FIRST_SUBMISSION = [
+    "HealthzService_GetHealthz",
+    "ExperimentService_ListExperiments",
+    "ExperimentService_CreateExperiment",
+    "PipelineService_ListPipelines",
+    "UploadPipeline",
+    "UploadPipelineVersion",
+    "RunService_CreateRun",
+]
+
+
+def version_of(fake: FakeKFP, run: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline version a run was started from."""
+    reference = run["pipeline_version_reference"]
+    version = fake.versions[reference["pipeline_version_id"]]
+    assert version["pipeline_id"] == reference["pipeline_id"]
+    return version
+
+
 def test_submit_creates_the_missing_experiment_and_starts_the_run(
     server: OpenAPIContractServer, fake: FakeKFP, settings: Any
 ) -> None:
@@ -60,12 +82,7 @@ def test_submit_creates_the_missing_experiment_and_starts_the_run(
     )
 
     assert server.violations == []
-    assert operations(server) == [
-        "HealthzService_GetHealthz",
-        "ExperimentService_ListExperiments",
-        "ExperimentService_CreateExperiment",
-        "RunService_CreateRun",
-    ]
+    assert operations(server) == FIRST_SUBMISSION
     assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in server.requests)
     (experiment,) = fake.experiments.values()
     assert experiment["display_name"] == "nightly"
@@ -81,11 +98,104 @@ def test_submit_creates_the_missing_experiment_and_starts_the_run(
         "collection": "documents",
         "prune": True,
     }
-    # The compiled pipeline and its Kubernetes platform config travel in the run.
-    sent = run["pipeline_spec"]
+    # The run is of the version named by the compiled content's hash, in the job's pipeline
+    # (which KFP created with a first version of its own, named like it).
+    assert "pipeline_spec" not in run
+    version = version_of(fake, run)
+    assert version["display_name"] == content_version(compile_text(NAME, settings))
+    (pipeline,) = fake.pipelines.values()
+    assert (pipeline["display_name"], pipeline["description"]) == (NAME, JOBS[NAME].description)
+    assert "namespace" not in pipeline  # single-user KFP: a shared pipeline
+    names = sorted(v["display_name"] for v in fake.versions.values())
+    assert names == sorted([NAME, version["display_name"]])
+    # The compiled pipeline and its Kubernetes platform config are the version's.
+    sent = version["pipeline_spec"]
     assert sent["pipeline_spec"]["pipelineInfo"]["name"] == NAME
     executors = sent["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert "secretAsEnv" in executors["exec-ingest-shard"]
+
+
+def test_the_same_content_runs_the_version_already_uploaded(
+    server: OpenAPIContractServer, fake: FakeKFP, settings: Any
+) -> None:
+    first = submit_run(NAME, {"source": "s3://docs/a"}, settings, "nightly", None)
+    server.requests.clear()
+    second = submit_run(NAME, {"source": "s3://docs/b"}, settings, "nightly", None)
+
+    assert server.violations == []
+    assert operations(server) == [
+        "HealthzService_GetHealthz",
+        "ExperimentService_ListExperiments",
+        "PipelineService_ListPipelines",
+        "PipelineService_ListPipelineVersions",
+        "RunService_CreateRun",
+    ]
+    (listing,) = server.requests_for("PipelineService_ListPipelineVersions")
+    predicates = json.loads(listing.query["filter"][0])["predicates"]
+    assert predicates[0]["stringValue"] == content_version(compile_text(NAME, settings))
+    runs = [fake.runs[first.run_id], fake.runs[second.run_id]]
+    assert version_of(fake, runs[0]) is version_of(fake, runs[1])
+    assert [r["runtime_config"]["parameters"]["source"] for r in runs] == [
+        "s3://docs/a",
+        "s3://docs/b",
+    ]
+    assert len(fake.versions) == 2  # KFP's first version and the content's
+
+
+def test_changed_content_is_a_new_version_of_the_same_pipeline(
+    server: OpenAPIContractServer, fake: FakeKFP, settings: Any
+) -> None:
+    submit_run(NAME, {"source": "s3://docs"}, settings, None, None)
+    moved = settings.model_copy(update={"component_image": "registry.lab/llmw:next"})
+    server.requests.clear()
+    submitted = submit_run(NAME, {"source": "s3://docs"}, moved, None, None)
+
+    assert server.violations == []
+    assert "UploadPipeline" not in operations(server)
+    (upload,) = server.requests_for("UploadPipelineVersion")
+    (pipeline_id,) = fake.pipelines
+    assert upload.query["pipelineid"] == [pipeline_id]
+    version = version_of(fake, fake.runs[submitted.run_id])
+    assert version["display_name"] == content_version(compile_text(NAME, moved))
+    assert version["display_name"] != content_version(compile_text(NAME, settings))
+    assert len(fake.versions) == 3
+
+
+def test_a_version_uploaded_by_a_racing_submitter_is_used(
+    server: OpenAPIContractServer, fake: FakeKFP, settings: Any
+) -> None:
+    submit_run(NAME, {"source": "s3://docs"}, settings, None, None)  # the pipeline exists
+    moved = settings.model_copy(update={"component_image": "registry.lab/llmw:next"})
+    name = content_version(compile_text(NAME, moved))
+
+    def racing(request: ContractRequest) -> tuple[int, Any]:
+        fake.upload_version(request)  # the other submitter's upload lands first
+        return 409, {"code": 6, "message": f"pipeline version {name!r} already exists"}
+
+    server.handle("UploadPipelineVersion", racing)
+    submitted = submit_run(NAME, {"source": "s3://docs"}, moved, None, None)
+    assert server.violations == []
+    assert version_of(fake, fake.runs[submitted.run_id])["display_name"] == name
+    assert operations(server)[-3:] == [
+        "UploadPipelineVersion",
+        "PipelineService_ListPipelineVersions",
+        "RunService_CreateRun",
+    ]
+
+
+def test_a_refused_upload_names_the_version_and_the_status(
+    server: OpenAPIContractServer, fake: FakeKFP, settings: Any
+) -> None:
+    server.fail_next("UploadPipelineVersion", 500, message="object store is down")
+    with pytest.raises(SubmitError) as caught:
+        submit_run(NAME, {"source": "s3://docs"}, settings, None, None)
+    message = str(caught.value)
+    version = content_version(compile_text(NAME, settings))
+    assert f"uploading pipeline version {version!r}" in message
+    assert "HTTP 500" in message and "object store is down" in message
+    assert caught.value.status == 500
+    assert fake.runs == {}
+    assert server.violations == []
 
 
 def test_submit_reuses_an_existing_experiment(
@@ -195,15 +305,17 @@ def test_status_of_an_unknown_run(server: OpenAPIContractServer, settings: Any) 
     assert "HTTP 404" in message and "Run run-missing not found" in message
 
 
-def test_compiled_package_is_what_gets_sent(
+def test_compiled_package_is_what_gets_uploaded(
     server: OpenAPIContractServer, fake: FakeKFP, settings: Any
 ) -> None:
-    from pipelines.compiler import compile_text
-
     submit_run(NAME, {"source": "s3://docs"}, settings, None, None)
     (run,) = fake.runs.values()
-    spec, platform = yaml.safe_load_all(compile_text(NAME, settings))
-    assert run["pipeline_spec"] == {"pipeline_spec": spec, "platform_spec": platform}
+    text = compile_text(NAME, settings)
+    (upload,) = server.requests_for("UploadPipelineVersion")
+    assert upload.body["uploadfile"].decode() == text
+    spec, platform = yaml.safe_load_all(text)
+    sent = version_of(fake, run)["pipeline_spec"]
+    assert sent == {"pipeline_spec": spec, "platform_spec": platform}
 
 
 def test_multi_user_namespace_scopes_the_experiment(
@@ -220,6 +332,11 @@ def test_multi_user_namespace_scopes_the_experiment(
     assert listing.query["namespace"] == ["team-a"]
     (created,) = server.requests_for("ExperimentService_CreateExperiment")
     assert created.body["namespace"] == "team-a"
+    # The pipeline is the namespace's own, looked up there.
+    (pipeline,) = fake.pipelines.values()
+    assert pipeline["namespace"] == "team-a"
+    (lookup,) = server.requests_for("PipelineService_ListPipelines")
+    assert lookup.query["namespace"] == ["team-a"]
 
 
 def test_reuse_returns_the_run_of_that_name_instead_of_starting_another(

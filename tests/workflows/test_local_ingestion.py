@@ -46,6 +46,12 @@ def test_argo_local_run_equals_plain_ingest(
     (shard,) = [name for name in nodes if name.startswith("ingest-shard(0:")]
     assert '"shard":"0/1"' in shard  # the item: {"listing": ..., "shard": "0/1"}
     shared.check_listing_written_once(tmp_path)
+    # The shard left its report under the run data and the run's uid; the step's result is
+    # only its URI and counts, which the report step does not take.
+    result = json.loads(nodes[shard]["outputs"]["result"])
+    stored = Path(result["report"])
+    assert stored.match(".llmw/runs/document-ingestion/reports/*/shard-0-of-1.json")
+    assert json.loads(stored.read_text())["documents"] == result["documents"]
     # The exit handler recorded the final status.
     assert json.loads(nodes["record-status"]["outputs"]["result"]) == {
         "workflow": "document-ingestion-first",

@@ -117,11 +117,11 @@ def test_shape_fan_out_retries_exit_handler_and_arguments(default_settings: Any)
     assert ingest["withParam"] == "{{steps.plan.outputs.result}}"
     assert {"name": "shard", "value": "{{item.shard}}"} in ingest["arguments"]["parameters"]
     assert {"name": "listing", "value": "{{item.listing}}"} in ingest["arguments"]["parameters"]
-    # The report gets the shards' reports, and the planned specs (the listing it prunes against).
-    assert {
-        "name": "shard_reports",
-        "value": "{{steps.ingest-shard.outputs.result}}",
-    } in report["arguments"]["parameters"]
+    # Each shard leaves its report where its spec says, under the run's uid; the report step
+    # reads them there: it gets only the planned specs (and the listing it prunes against).
+    assert {"name": "report", "value": "{{item.report}}"} in ingest["arguments"]["parameters"]
+    assert {"name": "run_id", "value": "{{workflow.uid}}"} in plan["arguments"]["parameters"]
+    assert "shard_reports" not in {p["name"] for p in report["arguments"]["parameters"]}
     assert {
         "name": "planned",
         "value": "{{steps.plan.outputs.result}}",
