@@ -32,6 +32,8 @@ from components.ingest.models import (
     RemovalParams,
 )
 from components.orchestration.step_resources import GPU_MODEL, LIGHT, MODEL
+from components.rollout.job_params import JOB_NAME as ROLLOUT_JOB
+from components.rollout.job_params import ModelRolloutParams
 from components.settings import LLM_SECRET_KEY
 
 if TYPE_CHECKING:
@@ -220,6 +222,16 @@ class JobSpec:
             ) from None
 
 
+# model-rollout (which step takes which: job_params.STEP_RETRIES): "plan" before anything is
+# applied, a store or a server that blinked; "finish" the exit handler's restore, which must
+# happen; "shard" is unused: apply, gate and promote are never retried.
+ROLLOUT_RETRIES = StepRetries(
+    plan=RetryPolicy(limit=2, backoff_s=10, max_backoff_s=120),
+    shard=RetryPolicy(limit=0, backoff_s=0),
+    finish=RetryPolicy(limit=3, backoff_s=10, max_backoff_s=300),
+)
+
+
 JOBS: dict[str, JobSpec] = {
     spec.name: spec
     for spec in [
@@ -278,6 +290,19 @@ JOBS: dict[str, JobSpec] = {
             retries=SHARDED_JOB_RETRIES,
             # A report means done: "not found" is an outcome, not a failure.
             exit_status=removal_status,
+        ),
+        JobSpec(
+            name=ROLLOUT_JOB,
+            params_model=ModelRolloutParams,
+            description=(
+                "A model staged into the model store (version, sha256), served by its Ray Serve "
+                "app changed in place in the RayService (or a KServe canary) where the GPU "
+                "inventory places it, gated against the model it replaces, promoted or rolled "
+                "back; target collection rebuilds the embeddings behind the Milvus alias."
+            ),
+            retries=ROLLOUT_RETRIES,
+            # The collection target embeds the corpus in its own memory.
+            step_profiles={"collection": MODEL},
         ),
     ]
 }

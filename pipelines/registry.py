@@ -11,7 +11,7 @@ from components.inference.models import BatchReport
 from components.ingest.models import IngestReport, RemovalReport
 from components.registry import get_job
 from components.settings import Settings
-from pipelines import batch_inference, ingestion, removal
+from pipelines import batch_inference, ingestion, model_rollout, removal
 
 
 class PipelineBuilder(Protocol):
@@ -26,6 +26,7 @@ PIPELINES: dict[str, PipelineBuilder] = {
     ingestion.PIPELINE_NAME: ingestion.build_pipeline,
     batch_inference.PIPELINE_NAME: batch_inference.build_pipeline,
     removal.PIPELINE_NAME: removal.build_pipeline,
+    model_rollout.PIPELINE_NAME: model_rollout.build_pipeline,
 }
 
 # What each pipeline's output is (KFP hands numbers back as floats; the model restores them).

@@ -11,7 +11,7 @@ from hera.workflows import WorkflowTemplate
 from components.orchestration.parameter_text import argument_text
 from components.registry import get_job
 from components.settings import Settings
-from workflows import batch_inference, ingestion, removal
+from workflows import batch_inference, ingestion, model_rollout_template, removal
 
 TemplateBuilder = Callable[[Settings], WorkflowTemplate]
 
@@ -19,6 +19,7 @@ TEMPLATES: dict[str, TemplateBuilder] = {
     ingestion.TEMPLATE_NAME: ingestion.build_template,
     batch_inference.TEMPLATE_NAME: batch_inference.build_template,
     removal.TEMPLATE_NAME: removal.build_template,
+    model_rollout_template.TEMPLATE_NAME: model_rollout_template.build_template,
 }
 
 

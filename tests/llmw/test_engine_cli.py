@@ -30,6 +30,8 @@ def test_compile_writes_every_pipeline_identically_from_any_folder(tmp_path: Pat
         "document-ingestion.kfp.yaml",
         "document-removal.argo.yaml",
         "document-removal.kfp.yaml",
+        "model-rollout.argo.yaml",
+        "model-rollout.kfp.yaml",
     ]
     names.append("bridge/bridge.k8s.yaml")  # the NATS bridge's manifests
     names.append("serving/ai-inference.rayservice.yaml")  # the cluster's RayService
@@ -69,7 +71,9 @@ def test_unknown_pipelines_and_parameters_are_refused_before_anything_is_sent(
         env={"LLMW_KFP_HOST": "http://127.0.0.1:9"},
     )
     assert unknown.returncode == 2
-    registered = "(registered: batch-inference, document-ingestion, document-removal)"
+    registered = (
+        "(registered: batch-inference, document-ingestion, document-removal, model-rollout)"
+    )
     assert f"unknown pipeline 'ingest-everything' {registered}" in unknown.stderr
 
     bad = llmw(

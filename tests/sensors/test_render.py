@@ -29,6 +29,7 @@ from sensors.render import (
 REPO = Path(__file__).resolve().parents[2]
 # With document-removal registered, its webhook sensor and the removal sensor come in too.
 REMOVAL = "document-removal" in JOBS
+ROLLOUT = "model-rollout" in JOBS  # its webhook sensor: CI rolls a model out
 SHIPPED = [
     "llmw-calendar.eventsource.yaml",
     "llmw-ci-webhook.eventsource.yaml",
@@ -36,6 +37,7 @@ SHIPPED = [
     "ci-batch-inference.sensor.yaml",
     "ci-document-ingestion.sensor.yaml",
     *(["ci-document-removal.sensor.yaml"] if REMOVAL else []),
+    *(["ci-model-rollout.sensor.yaml"] if ROLLOUT else []),
     "document-created.sensor.yaml",
     *(["document-removed.sensor.yaml"] if REMOVAL else []),
     "nightly-reingest.sensor.yaml",
