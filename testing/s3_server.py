@@ -3,11 +3,13 @@
 ``threaded_s3_server`` runs it in this process (quick to start: the tests' session fixture).
 ``s3_server_process`` runs it as a child process, so that a bench measuring a client does not
 share the interpreter (and its GIL) with the server; the child is stopped on exit, also on error.
-Both yield the endpoint and credentials as ``{"endpoint", "access_key", "secret_key", "region"}``.
+Both yield the endpoint and credentials as ``{"endpoint", "access_key", "secret_key", "region"}``
+(and the child's ``"pid"``).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -39,17 +41,27 @@ def threaded_s3_server() -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def s3_server_process(start_timeout_s: float = 60.0) -> Iterator[dict[str, str]]:
-    """moto's S3 server as a child process (``python -m moto.server``)."""
+def s3_server_process(
+    start_timeout_s: float = 60.0, in_memory: bool = False
+) -> Iterator[dict[str, str]]:
+    """moto's S3 server as a child process (``python -m moto.server``).
+
+    moto keeps an object over 5 MB in a temporary file; ``in_memory`` keeps every object in
+    memory instead, so that the disk (and what else uses it) does not time an upload.
+    """
     port = free_port()
+    env = dict(os.environ)
+    if in_memory:
+        env["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(1 << 40)
     child = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     try:
         _wait_for_port(port, child, start_timeout_s)
-        yield {"endpoint": f"127.0.0.1:{port}", **CREDENTIALS}
+        yield {"endpoint": f"127.0.0.1:{port}", **CREDENTIALS, "pid": str(child.pid)}
     finally:
         child.terminate()
         try:

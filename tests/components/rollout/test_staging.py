@@ -455,6 +455,20 @@ def test_s3_source_folder_and_object_into_the_local_store(
         stage_model("s3://models/nothing-here/", "m", "v1", local)
 
 
+def test_s3_source_into_the_s3_store_streams_each_object_once(
+    big_model: Path, s3_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3_module, "PART_SIZE", 5 * 1024 * 1024)
+    first = stage_model(str(big_model), "bge", "v1", s3_store)
+    requests = S3Requests(monkeypatch)
+    copied = stage_model("s3://models/store/bge/v1", "bge-copy", "v1", s3_store)
+    assert copied.manifest.files == first.manifest.files
+    reads = [n for m, n in requests.sent if m == "GET" and n and n.startswith("store/bge/")]
+    assert sorted(reads) == sorted(f"store/bge/v1/{p}" for p in STAGED)  # each object once
+    body = minio_client(s3_store).get_object("models", "store/bge-copy/v1/model.safetensors")
+    assert body.read() == (big_model / "model.safetensors").read_bytes()
+
+
 def test_a_missing_bucket_is_refused_before_the_source_is_read(
     model_dir: Path, s3_settings: Any
 ) -> None:
