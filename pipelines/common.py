@@ -38,14 +38,14 @@ def make_component(func: Callable[..., Any], image: str, for_cluster: bool) -> B
     run time.
     """
     if not for_cluster:
-        return dsl.component(func, base_image=image, target_image=image, install_kfp_package=False)
+        return dsl.component(func, base_image=image, install_kfp_package=False)
     known = STEP_FUNCTIONS.setdefault(func.__name__, func)
     if (known.__module__, known.__qualname__) != (func.__module__, func.__qualname__):
         raise ValueError(
             f"step function name {func.__name__!r} is taken by {known.__module__}: KFP's "
             "executor finds a function by its name, which must be unique across the pipelines"
         )
-    return dsl.component(func, base_image=image, install_kfp_package=False)
+    return dsl.component(func, base_image=image, target_image=image, install_kfp_package=False)
 
 
 # Locally (kfp.local) shards run one at a time: Milvus Lite admits one process per database
