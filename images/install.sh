@@ -21,7 +21,8 @@ esac
 
 # The stack's build (2.13.0+rocm…, +xpu, +cpu) satisfies the lock's torch==2.13.0; pinning the
 # installed one keeps anything below from replacing it with PyPI's CUDA build.
-installed=$(python3 -c 'import importlib.metadata as m; print(m.version("torch"))')
+installed=$(python3 -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null \
+  || echo "missing")
 case "$installed" in
   "$torch_version" | "$torch_version"+*) ;;
   *)
