@@ -1,12 +1,13 @@
 """Staging throughput against a plain minio upload: `python -m bench.staging [--total-mb N]`.
 
-Builds a model-like folder (one large random ``model.safetensors``, a tokenizer, several small
-JSON files; ``--total-mb`` in all), starts moto's S3 server as a child process on 127.0.0.1
-(testing/s3_server.py: the server does not share this interpreter's GIL), and measures in each
+Builds a model-like folder (one large random ``model.safetensors``, or ``--shards`` of them,
+a tokenizer, several small JSON files; ``--total-mb`` in all), starts moto's S3 server as a
+child process on 127.0.0.1 (testing/s3_server.py: the server does not share this
+interpreter's GIL; objects kept in memory unless ``--server-disk``), and measures in each
 round, side by side and in alternating order, the plain upload of the same files with the
 minio client (``fput_object`` of each file, one after another, the client's defaults) and
-``stage_model`` into ``s3://bench/store``, then a re-staging of that version (the no-op:
-the files are hashed, nothing is sent). Each upload starts on an empty bucket with no dirty
+``stage_model`` into ``s3://bench/store``, then a re-staging of that version (the no-op: the
+files are hashed, nothing is sent). Each upload starts on an empty bucket with no dirty
 pages. Prints medians over the rounds as a table, or JSON with ``--json``; the server is
 stopped at the end, also on failure.
 """
@@ -39,13 +40,21 @@ SMALL_FILES = {
 TOKENIZER_BYTES = 7_000_000
 
 
-def build_model(folder: Path, total_mb: int) -> list[Path]:
-    """The model folder: ``total_mb`` MB in all, most of it in ``model.safetensors``."""
+def build_model(folder: Path, total_mb: int, shards: int = 1) -> list[Path]:
+    """The model folder: ``total_mb`` MB in all, most of it in the weights.
+
+    The weights are ``model.safetensors``, or ``shards`` files ``model-0000i-of-0000n`` as a
+    large model's checkpoint is split.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     weights = total_mb * MB - TOKENIZER_BYTES - sum(SMALL_FILES.values())
     if weights <= 0:
         raise SystemExit(f"--total-mb {total_mb} is too small: use at least 10")
-    sizes = {**SMALL_FILES, "tokenizer.json": TOKENIZER_BYTES, "model.safetensors": weights}
+    sizes = {**SMALL_FILES, "tokenizer.json": TOKENIZER_BYTES}
+    if shards <= 1:
+        sizes["model.safetensors"] = weights
+    for i in range(shards if shards > 1 else 0):
+        sizes[f"model-{i + 1:05d}-of-{shards:05d}.safetensors"] = weights // shards
     for name, size in sizes.items():
         with open(folder / name, "wb") as out:
             left = size
@@ -191,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--total-mb", type=int, default=300, help="the model folder's size")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--shards", type=int, default=1, help="weights split into N files")
     parser.add_argument("--workers", type=int, default=None, help="files staged at once")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
@@ -205,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     options.workers = options.workers or WORKERS
     with tempfile.TemporaryDirectory(prefix="llmw-bench-staging-") as tmp:
         folder = Path(tmp) / "model"
-        files = build_model(folder, options.total_mb)
+        files = build_model(folder, options.total_mb, options.shards)
         total = sum(p.stat().st_size for p in files)
         os.sync()  # the model's own bytes on disk before anything is timed
         with s3_server_process(in_memory=not options.server_disk) as server:
