@@ -126,8 +126,10 @@ def stage_model(
     store, files = _open(source, name, version, settings, store)
     existing = store.read_manifest(name, version)
     if existing is not None:
-        hashed = hash_files(files, settings, workers)
-        return _compare(existing, build_manifest(name, version, "", hashed), store, files)
+        hashed = build_manifest(
+            name, version, source_uri(source), hash_files(files, settings, workers)
+        )
+        return _compare(existing, hashed, store, files)
     uri = store.version_uri(name, version)
     try:
         written = store.write_version(name, version, source_uri(source), files, workers)
