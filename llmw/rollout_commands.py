@@ -1,9 +1,9 @@
 """`llmw rollout start|status|history|undo`: a model rollout onto the cluster's GPUs.
 
 ``--dry-run`` plans (what would be staged, the object's diff, the placement). Without it the
-``ray-local`` engine stages, applies, gates and promotes or rolls back (llmw/rollout_local.py);
-the ``kubernetes`` engine is not built yet. Imports stay light: the rollout package (and Ray)
-load inside the commands.
+``ray-local`` or ``kubernetes`` engine stages, applies, gates and promotes or rolls back
+(llmw/rollout_local.py). Imports stay light: the rollout package (and Ray) load inside the
+commands.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import typer
 
 from llmw.progress import fail
 
+EXIT_ENGINE = 1  # the engine failed part way: `llmw rollout status` recovers
 EXIT_REFUSED = 2
 EXIT_ROLLED_BACK = 3
 
@@ -79,7 +80,7 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Plan only: stage and
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")]
 EngineOpt = Annotated[Engine, typer.Option("--engine", help="Where to apply it.")]
 WaitOpt = Annotated[
-    bool, typer.Option("--wait", help="Wait for the decision (ray-local always does).")
+    bool, typer.Option("--wait", help="Wait for the decision (both engines always do).")
 ]
 
 
@@ -103,13 +104,16 @@ def start_command(
 ) -> None:
     """Roll a model out, or plan it (--dry-run).
 
-    --engine ray-local stages the model, records the previous serve config, applies the change
-    to the local Ray (llmw serve up), waits for RUNNING, runs the gate, then promotes or
-    restores the previous config. With --json the plan (or the result) is printed as JSON.
-    Exit codes: 0 planned or promoted; 2 refused (no GPU fits, the share is taken, a change
-    KubeRay would answer with a new RayCluster, an unknown app, a version that exists with
-    other bytes, an unusable store, ray-local not running) or bad input; 3 the gate or the
-    apply failed and the previous model serves again. The kubernetes engine is not built yet.
+    The engine stages the model, records the previous serve config (or InferenceService spec),
+    applies the change (ray-local: the local Ray, llmw serve up; kubernetes: the RayService's
+    serveConfigV2, or --target kserve an InferenceService, through the Kubernetes API of
+    LLMW_KUBECONFIG), waits until it serves, runs the gate, then promotes or restores the
+    previous one. A rollout that was interrupted is rolled back first. With --json the plan
+    (or the result) is printed as JSON. Exit codes: 0 planned or promoted; 2 refused (no GPU
+    fits, the share is taken, a change KubeRay would answer with a new RayCluster, an unknown
+    app, a version that exists with other bytes, an unusable store, the engine not reachable)
+    or bad input; 3 the gate or the apply failed and the previous model serves again; 1 the
+    engine failed while restoring (llmw rollout status recovers).
     """
     from components.rollout.plan import RolloutRequest, plan_rollout
     from components.settings import get_settings

@@ -60,6 +60,11 @@ jobs).
 - ``spec.onExit``: the exit handler always runs, after the entrypoint, with the workflow's
   arguments and ``{{workflow.status}}`` Succeeded or Failed (Error when the document itself was
   wrong); a failing exit handler fails the run, as in Argo.
+- ``resource`` templates (``resource``, ``conditions``): ``get``, ``create``, ``apply``,
+  ``replace``, ``delete`` and ``patch`` (``mergeStrategy`` merge or json) through the Kubernetes
+  API of ``LLMW_KUBECONFIG``, then the wait on ``successCondition``/``failureCondition`` read as
+  Argo reads them (Kubernetes label-selector syntax over the object's JSON), and output
+  parameters from ``valueFrom.jsonPath``;
 
 Environment: each step runs with this runner's environment (``run_local`` puts the given
 settings there as ``LLMW_*`` variables). The template's own ``env`` is cluster configuration and
@@ -70,10 +75,10 @@ paths under it remapped there. Node selectors, tolerations, resources and images
 
 Not supported (refused before anything runs, naming the field): expressions (``{{=...}}``),
 other ``when`` syntax, ``continueOn``, ``templateRef``, inline templates, ``withSequence``, input
-artifacts, resource/suspend/http/plugin/data/containerSet templates, daemons, sidecars, init
-containers, memoization, lifecycle hooks, any other ``retryStrategy.expression``
-(``lastRetry.message``, ``matches``, variables, functions) or a retry without a ``limit``, a
-``failFast`` that is not a boolean, a ``dag.target`` naming no task.
+artifacts, suspend/http/plugin/data/containerSet templates, a resource's ``manifestFrom``,
+daemons, sidecars, init containers, memoization, lifecycle hooks, any other
+``retryStrategy.expression`` (``lastRetry.message``, ``matches``, variables, functions) or a
+retry without a ``limit``, a ``failFast`` that is not a boolean, a ``dag.target`` naming no task.
 """
 
 from .executor import MAX_RESULT_BYTES
