@@ -8,18 +8,18 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: demo test lint typecheck pytest bench bench-bridge bench-embeddings bench-rollout install clean
+.PHONY: demo test lint typecheck pytest bench bench-bridge bench-embeddings bench-rollout install clean lock images
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml
+$(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools
 	# The CPU wheel first, so that nothing later resolves torch to a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
-	# partition_pdf needs unstructured_inference's module, not its models: its own deps pull CUDA torch.
-	$(PY) -m pip install -q --no-deps unstructured-inference==1.6.14
+	# At the lock's versions, as the images (images/install.sh); `make lock` regenerates it.
+	$(PY) -m pip install -q -c requirements/lock.txt -e '.[dev]'
+	$(PY) -m pip install -q --no-deps -r requirements/no-deps.txt
 	# spacy.load("en_core_web_sm") must resolve offline (see packaging/en_core_web_sm).
 	$(PY) -m pip install -q ./packaging/en_core_web_sm
 	touch $@
@@ -32,6 +32,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint --config .hadolint.yaml images/*.Containerfile
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -53,6 +54,38 @@ bench-embeddings: $(STAMP)
 
 bench-rollout: $(STAMP)
 	$(PY) -m bench.rollout
+
+bench-staging: $(STAMP)
+	$(PY) -m bench.staging
+
+# requirements/lock.txt: every version the tests and the images install, resolved from PyPI
+# for the images' platform (Linux x86_64, Python 3.11.7 and later) with the gpu extra, so the
+# vLLM images share it. Pins already in the file are kept (a new dependency gets the newest
+# version that fits them); LOCK_ARGS=--upgrade moves every pin to the newest that fits.
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(VENV)/bin/uv || $(PY) -m pip install -q -c requirements/lock.txt uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra gpu --python-version 3.11.7 \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -q \
+		$(LOCK_ARGS) -o requirements/lock.txt
+
+# The project's images, one per variant of components/images.py, tagged with its version
+# (pyproject.toml). No engine runs here: ENGINE=docker or podman on a machine that has one.
+# vllm-rocm is built only with VLLM_ROCM_BASE: an AMD vLLM image on the lock's torch and vLLM.
+ENGINE ?= docker
+VLLM_ROCM_BASE ?=
+images: $(STAMP)
+	$(PY) -m components.images | while read -r variant image; do \
+		args=; \
+		if [ "$$variant" = vllm-rocm ]; then \
+			if [ -z "$(VLLM_ROCM_BASE)" ]; then \
+				echo "skipped $$image: set VLLM_ROCM_BASE (images/vllm-rocm.Containerfile)"; \
+				continue; \
+			fi; \
+			args="--build-arg BASE_IMAGE=$(VLLM_ROCM_BASE)"; \
+		fi; \
+		$(ENGINE) build -f images/$$variant.Containerfile -t $$image $$args . || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .llmw .mypy_cache .ruff_cache .pytest_cache

@@ -16,6 +16,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from components.images import project_image
 from components.orchestration.step_resources import StepResources, merged_profiles
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -161,7 +162,7 @@ class Settings(BaseSettings):
     workflow_timeout_s: int = Field(24 * 3600, gt=0)
     # What the compiled pipelines run: the component image, and the Kubernetes Secrets holding
     # credentials (never literal values in compiled YAML). Secret keys follow the env names.
-    component_image: str = "ghcr.io/daviestechlabs/llm-workflows:0.1.0"
+    component_image: str = Field(default_factory=project_image)  # the cpu image, this version
     s3_credentials_secret: str = "llmw-minio-credentials"
     milvus_credentials_secret: str = "llmw-milvus-credentials"
     llm_credentials_secret: str = "llmw-llm-credentials"  # key LLMW_LLM_API_KEY (optional)
