@@ -120,3 +120,22 @@ def test_two_step_functions_may_not_share_a_name(default_settings: Any) -> None:
     with pytest.raises(ValueError, match="step function name 'plan' is taken by pipelines"):
         make_component(plan, "image", for_cluster=True)
     make_component(plan, "image", for_cluster=False)  # locally the name is no one's key
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "images").glob("*.Containerfile"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.stem for r in RECIPES])
+def test_every_image_writes_the_config_where_its_steps_run(recipe: Path) -> None:
+    """The executor reads kfp_config.ini in the container's working folder: the recipe's last
+    WORKDIR, where the recipe writes it after installing the project."""
+    lines = [line.split() for line in recipe.read_text().splitlines() if line.strip()]
+    workdirs = [i for i, words in enumerate(lines) if words[0] == "WORKDIR"]
+    written = [
+        i
+        for i, words in enumerate(lines)
+        if words[:4] == ["RUN", "python3", "-m", "pipelines.kfp_config"]
+    ]
+    assert written and workdirs, recipe.name
+    assert written[-1] > workdirs[-1], f"{recipe.name}: WORKDIR changes after the config"
+    assert lines[written[-1]][4] == lines[workdirs[-1]][1]
