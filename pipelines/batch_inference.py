@@ -67,7 +67,7 @@ def plan_batch(
     from components.inference.steps import job_params, plan_shards
 
     params = job_params(**locals())
-    with refusing_bad_input():  # exits 2 with one line: "bad input: ..."
+    with refusing_bad_input("batch plan"):  # exits 2 with one line: "bad input: ..."
         return plan_shards(params)
 
 
@@ -90,7 +90,7 @@ def infer_shard_vllm(
     from components.inference.steps import job_params, run_shard
 
     params = job_params(**locals())
-    with refusing_bad_input():
+    with refusing_bad_input("batch shard"):
         return run_shard(params, shard)
 
 
@@ -113,7 +113,7 @@ def infer_shard_transformers(
     from components.inference.steps import job_params, run_shard
 
     params = job_params(**locals())
-    with refusing_bad_input():
+    with refusing_bad_input("batch shard"):
         return run_shard(params, shard)
 
 
@@ -136,7 +136,7 @@ def infer_shard_openai(
     from components.inference.steps import job_params, run_shard
 
     params = job_params(**locals())
-    with refusing_bad_input():
+    with refusing_bad_input("batch shard"):
         return run_shard(params, shard)
 
 
@@ -172,7 +172,7 @@ def merge(
     )
 
     params = job_params(**locals())
-    with refusing_bad_input():
+    with refusing_bad_input("batch merge"):
         result = merge_shards(params, planned, shard_reports)
     for name, value in report_metrics(result).items():
         metrics.log_metric(name, value)

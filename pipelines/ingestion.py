@@ -49,7 +49,7 @@ def plan(source: str, collection: str, milvus_uri: str, prune: bool) -> list:
     from components.ingest.steps import plan_shards
 
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
-    with refusing_bad_input():  # exits 2 with one line: "bad input: ..."
+    with refusing_bad_input("ingest plan"):  # exits 2 with one line: "bad input: ..."
         return plan_shards(params)
 
 
@@ -71,7 +71,7 @@ def ingest_shard(
     from components.ingest.steps import report_metrics
 
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
-    with refusing_bad_input():
+    with refusing_bad_input("ingest shard"):
         result = step(params, shard, listing)
     with open(shard_report.path, "w", encoding="utf-8") as out:
         json.dump(result, out)
@@ -100,7 +100,7 @@ def report(
     for artifact in shard_reports:
         with open(artifact.path, encoding="utf-8") as stored:
             reports.append(json.load(stored))
-    with refusing_bad_input():
+    with refusing_bad_input("ingest finish"):
         result = finish_ingestion(params, reports, planned)
     for name, value in report_metrics(result).items():
         metrics.log_metric(name, value)

@@ -42,7 +42,7 @@ def remove(
     from components.ingest.removal import removal_markdown, removal_metrics, removal_step
 
     params = dict(uris=uris, collection=collection, milvus_uri=milvus_uri or None)
-    with refusing_bad_input():  # exits 2 with one line: "bad input: ..."
+    with refusing_bad_input("remove documents"):  # exits 2 with one line: "bad input: ..."
         result = removal_step(params)
     for name, value in removal_metrics(result).items():
         metrics.log_metric(name, value)
