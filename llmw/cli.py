@@ -12,6 +12,7 @@ import typer
 from llmw import (
     bridge_commands,
     collections_command,
+    embeddings_commands,
     engine_commands,
     events_commands,
     infer_command,
@@ -69,6 +70,9 @@ app.add_typer(events_commands.events_app, name="events")
 rollout_commands.rollout_app.command("embeddings")(rollout_embeddings.rollout_embeddings_command)
 app.add_typer(rollout_commands.rollout_app, name="rollout")
 app.add_typer(serve_commands.serve_app, name="serve")
+embeddings_commands.embeddings_app.command("export")(embeddings_commands.export_command)
+embeddings_commands.embeddings_app.command("default")(embeddings_commands.default_command)
+app.add_typer(embeddings_commands.embeddings_app, name="embeddings")
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """The embeddings application: a sentence-transformers model behind ``POST /v1/embeddings``.
 
 ``args.model`` is a model-store folder (what a rollout stages), an ``s3://`` prefix, or a model
-name (``all-MiniLM-L6-v2`` is the packaged copy). Vectors are unit length. The deployment is
-``Embedder`` (the serving catalog's name); Ray's ``ray_actor_options`` place it.
+name (``all-MiniLM-L6-v2`` is the packaged copy); a folder ``llmw embeddings export`` wrote runs
+on its backend (ONNX Runtime or OpenVINO) as its manifest says. Vectors are unit length. The
+deployment is ``Embedder`` (the serving catalog's name); Ray's ``ray_actor_options`` place it.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request models from the
@@ -30,10 +31,23 @@ class EmbeddingsRequest(BaseModel):
 @serve.ingress(api)
 class Embedder:
     def __init__(self, args: ModelArgs) -> None:
-        from sentence_transformers import SentenceTransformer
+        from components.embedding_export.manifest import is_export
+        from components.settings import get_settings
 
         self.args = args
-        self.model = SentenceTransformer(model_folder(args.model), local_files_only=True)
+        folder = model_folder(args.model)
+        settings = get_settings()
+        self.exported: Any = None
+        # An exported folder runs on its backend; LLMW_EMBEDDING_BACKEND (set by placement for
+        # the GPU's stack) onnx or openvino exports the model once (components.embedding_export).
+        if is_export(folder) or settings.embedding_backend in ("onnx", "openvino"):
+            from components.embedding_export.resolve import local_embedder
+
+            self.exported = local_embedder(settings.model_copy(update={"embedding_model": folder}))
+        else:
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(folder, local_files_only=True)
 
     @api.get("/v1/models")
     def models(self) -> JSONResponse:
@@ -44,7 +58,10 @@ class Embedder:
         texts = [request.input] if isinstance(request.input, str) else list(request.input)
         if not texts:
             return JSONResponse({"error": {"message": "input is empty"}}, status_code=400)
-        vectors = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+        if self.exported is not None:
+            vectors: Any = self.exported.embed(texts)
+        else:
+            vectors = self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
         tokens = sum(len(text.split()) for text in texts)
         body: dict[str, Any] = {
             "object": "list",

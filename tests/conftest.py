@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,10 @@ from components.offline import configure_offline
 from components.settings import packaged_schemas_dir
 
 configure_offline()
+# The suite embeds with torch (what its figures and fingerprints were written against): the
+# gated default (LLMW_EMBEDDING_BACKEND=auto) would export and gate MiniLM once per working
+# folder. tests/components/test_embedding_backends.py tests the backends and auto themselves.
+os.environ.setdefault("LLMW_EMBEDDING_BACKEND", "torch")
 # Checks both engines' local-run tests share assert in these helper modules: pytest explains
 # a failing assert only in modules it rewrites.
 pytest.register_assert_rewrite("tests.batch_runs", "tests.ingestion_runs")

@@ -22,6 +22,7 @@ from components.images import with_version
 Vendor = Literal["nvidia", "amd", "intel"]
 Stack = Literal["cuda", "rocm", "xpu"]
 ImageStack = Literal["cuda", "rocm", "xpu", "cpu"]
+EmbeddingBackend = Literal["auto", "torch", "onnx", "openvino"]
 VENDOR_NAMES: dict[str, str] = {"nvidia": "NVIDIA", "amd": "AMD", "intel": "Intel"}
 _DNS_LABEL = r"^[a-z0-9]([a-z0-9.\-]*[a-z0-9])?$"
 
@@ -107,6 +108,8 @@ class ClusterInventory(_Strict):
 
     images: dict[str, dict[ImageStack, str]]
     default_nodes: dict[str, str] = Field(default_factory=dict)
+    # The embedding runtime (LLMW_EMBEDDING_BACKEND) that runs best on each vendor stack.
+    embedding_backends: dict[ImageStack, EmbeddingBackend] = Field(default_factory=dict)
     nodes: list[Node] = Field(min_length=1)
 
     @field_validator("images")

@@ -24,6 +24,9 @@ from components.cluster.inventory import (
 )
 from components.settings import get_settings
 
+# The frameworks whose steps embed with components.ingest.embedders (and so take a backend).
+EMBEDDING_FRAMEWORKS = ("sentence-transformers",)
+
 
 class PlacementError(ValueError):
     """The request cannot be placed on this cluster; the message says why."""
@@ -78,6 +81,8 @@ class Placement(BaseModel):
     tolerations: list[dict[str, str]] = Field(default_factory=list)  # Kubernetes shape
     env: dict[str, str] = Field(default_factory=dict)
     image: str
+    # The embedding runtime for this stack (sentence-transformers steps; also in env).
+    embedding_backend: str | None = None
 
     def resource_limits(self) -> dict[str, int]:
         """The container's extended-resource limits, e.g. ``{"amd.com/gpu": 1}``; {} for CPU."""
@@ -102,6 +107,7 @@ def place(need: GpuNeed, inventory: ClusterInventory | None = None) -> Placement
     )
     gpu = node.gpu
     assert gpu is not None
+    backend = _embedding_backend(need, inventory, gpu.stack)
     return Placement(
         node=node.name,
         vendor=gpu.vendor,
@@ -113,9 +119,21 @@ def place(need: GpuNeed, inventory: ClusterInventory | None = None) -> Placement
         accelerator_type=gpu.label_value,
         architecture=gpu.architecture,
         tolerations=[t.toleration() for t in node.taints],
-        env=dict(gpu.env),
+        env={**gpu.env, **_backend_env(backend)},
         image=_image(inventory, need.image_framework or need.framework, gpu.stack),
+        embedding_backend=backend,
     )
+
+
+def _embedding_backend(need: GpuNeed, inventory: ClusterInventory, stack: ImageStack) -> str | None:
+    """The inventory's embedding runtime for ``stack``, for a step that embeds."""
+    if need.framework not in EMBEDDING_FRAMEWORKS:
+        return None
+    return inventory.embedding_backends.get(stack)
+
+
+def _backend_env(backend: str | None) -> dict[str, str]:
+    return {"LLMW_EMBEDDING_BACKEND": backend} if backend else {}
 
 
 def gpus_like(placement: Placement, inventory: ClusterInventory) -> int:
@@ -129,8 +147,15 @@ def gpus_like(placement: Placement, inventory: ClusterInventory) -> int:
 
 def _cpu_placement(need: GpuNeed, inventory: ClusterInventory) -> Placement:
     image = _image(inventory, need.image_framework or need.framework, "cpu")
+    backend = _embedding_backend(need, inventory, "cpu")
     if need.node is None:
-        return Placement(node=None, vendor="cpu", image=image)
+        return Placement(
+            node=None,
+            vendor="cpu",
+            image=image,
+            env=_backend_env(backend),
+            embedding_backend=backend,
+        )
     node = _pinned(need, inventory)
     if node.role != "worker":
         raise PlacementError(f"node {node.name!r} is a {node.role} node: steps don't run there")
@@ -139,7 +164,9 @@ def _cpu_placement(need: GpuNeed, inventory: ClusterInventory) -> Placement:
         vendor="cpu",
         node_selector={"kubernetes.io/hostname": node.hostname},
         tolerations=[t.toleration() for t in node.taints],
+        env=_backend_env(backend),
         image=image,
+        embedding_backend=backend,
     )
 
 

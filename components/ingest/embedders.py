@@ -240,8 +240,18 @@ def make_embedder(settings: Settings) -> Embedder:
             timeout_s=settings.embedding_timeout_s,
             max_retries=settings.embedding_max_retries,
         )
-    return SentenceTransformerEmbedder(
-        settings.embedding_model,
-        device=settings.embedding_device,
-        batch_size=settings.embedding_batch_size,
-    )
+    from components.embedding_export.resolve import local_embedder
+
+    # torch, an exported folder, or the cached export the backend and precision settings name.
+    return local_embedder(settings)
+
+
+def runtime_fields(embedder: Embedder) -> dict[str, str]:
+    """What the pipeline fingerprint adds for the embedder's runtime: its backend and
+    precision, except for torch fp32 (and remote endpoints), whose fingerprint stays as it was
+    before backends existed, so that collections embedded then are not embedded again."""
+    backend = str(getattr(embedder, "backend", "torch"))
+    precision = str(getattr(embedder, "precision", "fp32"))
+    if (backend, precision) == ("torch", "fp32"):
+        return {}
+    return {"backend": backend, "precision": precision}

@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from components.ids import pipeline_fingerprint
+from components.ingest.embedders import runtime_fields
 from components.storage.milvus import MANIFEST_SUFFIX, ChunkStore, SchemaMismatchError
 
 if TYPE_CHECKING:
@@ -226,7 +227,10 @@ def open_generation(
     embedder = collection_embedder(store, embedder, settings, factory)
     store.ensure(embedder.dimension)
     fingerprint = pipeline_fingerprint(
-        **fingerprint_fields, model=embedder.name, dimension=embedder.dimension
+        **fingerprint_fields,
+        model=embedder.name,
+        dimension=embedder.dimension,
+        **runtime_fields(embedder),
     )
     generation = read_generation(store.client, store.collection)
     if generation is not None:
