@@ -23,7 +23,6 @@ import urllib3.exceptions
 from minio import Minio
 from minio.error import S3Error
 
-from components.rollout import s3_store as s3_module
 from components.rollout import staging as staging_module
 from components.rollout import store as store_module
 from components.rollout.copying import SourceChangedError
@@ -320,11 +319,10 @@ def test_two_stagings_of_one_version_take_turns_and_the_second_compares(
 
 CRASH = """
 import os, sys
-from components.rollout import copying, s3_store
+from components.rollout import copying
 from components.rollout.staging import stage_model
 from components.settings import Settings
 
-s3_store.PART_SIZE = 5 * 1024 * 1024  # minio's smallest: the weights go up in parts
 real_read = copying.HashingReader.read
 
 def read_then_crash(self, n=-1):
@@ -409,7 +407,6 @@ def test_s3_store_layout_tags_and_manifest(model_dir: Path, s3_store: Any) -> No
 def test_s3_each_file_is_read_once_and_a_restage_sends_no_write(
     big_model: Path, s3_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(s3_module, "PART_SIZE", 5 * 1024 * 1024)  # the weights in 3 parts
     weights_sha = sha((big_model / "model.safetensors").read_bytes())
     reads = SourceReads(big_model, monkeypatch)
     requests = S3Requests(monkeypatch)
@@ -458,7 +455,6 @@ def test_s3_source_folder_and_object_into_the_local_store(
 def test_s3_source_into_the_s3_store_streams_each_object_once(
     big_model: Path, s3_store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(s3_module, "PART_SIZE", 5 * 1024 * 1024)
     first = stage_model(str(big_model), "bge", "v1", s3_store)
     requests = S3Requests(monkeypatch)
     copied = stage_model("s3://models/store/bge/v1", "bge-copy", "v1", s3_store)
