@@ -96,6 +96,7 @@ def render(
     stage: str,
     spec: str,
     resource_version: str,
+    generation: str,
     serve_config: Annotated[Path, Parameter(name="serve-config", output=True)],
     success_condition: Annotated[Path, Parameter(name="success-condition", output=True)],
     failure_condition: Annotated[Path, Parameter(name="failure-condition", output=True)],
@@ -107,7 +108,8 @@ def render(
     run = json.loads(stage)
     with refusing_bad_input("rollout render"), contextlib.redirect_stdout(sys.stderr):
         plan, text = render_step(run["params"], run["staged"], spec, resource_version)
-    success, failure = resource_conditions(plan["app"])
+    # A patch that changes the spec makes the next generation.
+    success, failure = resource_conditions(plan["app"], int(generation) + plan["changed"])
     serve_config.write_text(text, encoding="utf-8")
     success_condition.write_text(success, encoding="utf-8")
     failure_condition.write_text(failure, encoding="utf-8")

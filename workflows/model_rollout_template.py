@@ -92,8 +92,9 @@ def scripts(job: JobSpec, settings: Settings) -> dict[str, Script]:
 
 
 def resources(job: JobSpec, settings: Settings) -> dict[str, Resource]:
-    """``read-rayservice`` (get: spec, resourceVersion), ``apply-change`` (merge patch with the
-    resourceVersion, waiting on the conditions it is given), ``restore-change`` (merge patch)."""
+    """``read-rayservice`` (get: spec, resourceVersion, generation), ``apply-change`` (merge
+    patch with the resourceVersion, waiting on the conditions it is given), ``restore-change``
+    (merge patch)."""
     metadata = _metadata(settings)
     spec = "spec:\n  serveConfigV2: {{inputs.parameters.serve-config}}\n"
     read = Resource(
@@ -105,6 +106,9 @@ def resources(job: JobSpec, settings: Settings) -> dict[str, Resource]:
             Parameter(
                 name="resource-version",
                 value_from=m.ValueFrom(json_path="{.metadata.resourceVersion}"),
+            ),
+            Parameter(
+                name="generation", value_from=m.ValueFrom(json_path="{.metadata.generation}")
             ),
         ],
         retry_strategy=common.retry_strategy(job.retries.plan),
@@ -144,6 +148,7 @@ def _main(parts: dict[str, Any]) -> None:
             "stage": STAGE,
             "spec": read % "spec",
             "resource_version": read % "resource-version",
+            "generation": read % "generation",
         },
         when=RAYSERVICE,
     )

@@ -14,8 +14,8 @@ Argo may judge ``successCondition`` on the status KubeRay wrote for the old conf
 has sent the new one to Ray: the gate first waits until the route (``rollout_serve_url`` + the
 app's prefix) answers ``/v1/models`` with the new version, as the kubernetes backend does.
 
-The apply step waits on the application's status (``successCondition`` RUNNING,
-``failureCondition`` DEPLOY_FAILED) when Argo can express it (``resource_conditions``).
+The apply step waits until KubeRay has observed the patched generation and the application is
+RUNNING, and fails on DEPLOY_FAILED (``resource_conditions``).
 """
 
 from __future__ import annotations
@@ -52,16 +52,21 @@ if TYPE_CHECKING:
 # gjson paths into the object: a key is at most 63 characters (IsQualifiedName).
 CONDITION_KEY_MAX = 63
 STATUS_PATH = "status.activeServiceStatus.applicationStatuses.{app}.status"
+OBSERVED = "status.observedGeneration"
 
 
-def resource_conditions(app: str) -> tuple[str, str]:
-    """The apply step's ``successCondition`` and ``failureCondition`` on the app's status
-    (RUNNING, DEPLOY_FAILED); both "" (Argo does not wait: the gate's wait on the route does)
-    when the path is longer than a selector key may be (``embeddings``: 64 characters)."""
+def resource_conditions(app: str, generation: int) -> tuple[str, str]:
+    """The apply step's ``successCondition`` and ``failureCondition``: KubeRay has observed
+    ``generation`` (what the patch makes: without it Argo would take the status KubeRay wrote
+    for the old config, RUNNING, for the new one's) and the app's status is RUNNING; failed on
+    DEPLOY_FAILED. When the app's status path is longer than a selector key may be
+    (``embeddings``: 64 characters), only the generation: the gate's wait on the route, which
+    always comes next, waits for the version."""
+    observed = f"{OBSERVED} == {generation}"
     key = STATUS_PATH.format(app=app)
     if len(key) > CONDITION_KEY_MAX:
-        return "", ""
-    return f"{key} == RUNNING", f"{key} == DEPLOY_FAILED"
+        return observed, ""
+    return f"{observed}, {key} == RUNNING", f"{key} == DEPLOY_FAILED"
 
 
 class ReadOnlyApi:
@@ -108,8 +113,9 @@ def _route(app: str, settings: Settings) -> str:
 def render_step(
     values: Mapping[str, Any], staged: Mapping[str, Any], spec: str, resource_version: str
 ) -> tuple[dict[str, Any], str]:
-    """The plan, and the ``serveConfigV2`` to patch in (as a JSON string, for the manifest);
-    ``started`` recorded with the previous entry before anything is applied."""
+    """The plan (``changed``: whether the patch changes the spec), and the ``serveConfigV2``
+    to patch in (as a JSON string, for the manifest); ``started`` recorded with the previous
+    entry before anything is applied."""
     params = read_params(values)
     settings = job_settings()
     pending = rollout_flow.interrupted(history.read_history(params.store_name, settings))
@@ -137,8 +143,9 @@ def render_step(
         "previous_entry": before,
         "entry": entry,
     }
+    text = dump_serve_config(with_entry(live, engine.app.name, entry))
     record_started(plan, settings)
-    return plan, json.dumps(dump_serve_config(with_entry(live, engine.app.name, entry)))
+    return {**plan, "changed": text != document["spec"]["serveConfigV2"]}, json.dumps(text)
 
 
 def baseline_step(values: Mapping[str, Any], plan: Mapping[str, Any]) -> dict[str, Any]:

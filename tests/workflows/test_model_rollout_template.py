@@ -69,6 +69,7 @@ def test_the_resource_templates(default_settings: Any) -> None:
     assert {p["name"]: p["valueFrom"]["jsonPath"] for p in read["outputs"]["parameters"]} == {
         "spec": "{.spec}",
         "resource-version": "{.metadata.resourceVersion}",
+        "generation": "{.metadata.generation}",
     }
     apply = templates["apply-change"]["resource"]
     assert (apply["action"], apply["mergeStrategy"]) == ("patch", "merge")

@@ -80,13 +80,15 @@ def test_unset_text_from_a_compiled_pipeline_reads_as_none() -> None:
     assert ModelRolloutParams.model_fields["sources"].default == []
 
 
-def test_conditions_argo_can_parse_or_none() -> None:
-    success, failure = resource_conditions("reranker")
-    assert success == "status.activeServiceStatus.applicationStatuses.reranker.status == RUNNING"
-    assert failure.endswith(".reranker.status == DEPLOY_FAILED")
-    assert LABEL_KEY.match(success.split(" ")[0]) and len(success.split(" ")[0]) <= 63
-    # 64 characters: a label selector would refuse the key, so the gate's wait does the waiting.
-    assert resource_conditions("embeddings") == ("", "")
+def test_conditions_argo_can_parse_or_only_the_generation() -> None:
+    success, failure = resource_conditions("reranker", 7)
+    key = "status.activeServiceStatus.applicationStatuses.reranker.status"
+    assert success == f"status.observedGeneration == 7, {key} == RUNNING"
+    assert failure == f"{key} == DEPLOY_FAILED"
+    assert LABEL_KEY.match(key) and len(key) <= 63
+    # 64 characters: a label selector would refuse the key; the gate's wait on the route waits
+    # for the version.
+    assert resource_conditions("embeddings", 7) == ("status.observedGeneration == 7", "")
 
 
 def argo_patch(template: dict[str, Any], serve_config: str, version: str = "") -> dict[str, Any]:
@@ -113,6 +115,7 @@ def test_render_restore_and_the_patches_argo_sends(settings: Settings, tmp_path:
     current = rayservice.render_rayservice(settings)
     spec = json.dumps(current["spec"])
     plan, serve_config = render_step(given, staged, spec, "41")
+    assert plan["changed"] is True  # the patch makes the next generation
 
     before = parse_serve_config(current["spec"]["serveConfigV2"])
     after = parse_serve_config(json.loads(serve_config))
