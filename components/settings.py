@@ -141,6 +141,18 @@ class Settings(BaseSettings):
     # How long a rollout waits for an application to be RUNNING (and serving) after an apply,
     # and for the previous model to serve again after a rollback.
     rollout_ready_timeout_s: float = Field(300.0, gt=0)
+    # The kubernetes engine (components/rollout/kube_*.py) and argo-local's resource templates:
+    # the kubeconfig file and context (None: the pod's service account in a cluster, else
+    # $KUBECONFIG or ~/.kube/config), how often a rollout reads status while it waits, and the
+    # retries of a write that meets a 409 Conflict. The gate reaches a RayService application at
+    # rollout_serve_url + its route prefix, an InferenceService at rollout_kserve_url ({name},
+    # {namespace} filled in; /openai is KServe's OpenAI-compatible prefix).
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    kube_poll_interval_s: float = Field(2.0, gt=0)
+    kube_conflict_retries: int = Field(5, ge=0)
+    rollout_serve_url: str = "http://ai-inference-serve-svc.ai-ml.svc:8000"
+    rollout_kserve_url: str = "http://{name}-predictor.{namespace}.svc.cluster.local/openai"
 
     # Engines. Kubeflow Pipelines: the API endpoint (ml-pipeline) and the UI links are built from.
     kfp_host: str = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"

@@ -95,6 +95,10 @@ class FakeKubeApi:
         self.on_serving: Callable[[Served], None] | None = None
         self._conflicts = 0
         self._version = 1000
+        # While set to an unset Event, writes wait for it before they land (a test kills the
+        # client meanwhile: the write lands after the client is gone, as a real one can).
+        self.hold_writes: threading.Event | None = None
+        self.writes_held = 0
         self.controllers = Controllers(self, ready_delay_s, reconcile_delay_s)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -275,6 +279,10 @@ class FakeKubeApi:
         if method == "DELETE":
             self.delete(key)
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+        if method in ("PUT", "PATCH") and self.hold_writes is not None:
+            with self.lock:
+                self.writes_held += 1
+            self.hold_writes.wait(60)
         if method == "PUT":
             return 200, self.write(key, lambda _: body, needs_version=True)
         if method == "PATCH":

@@ -15,9 +15,13 @@ from tests.conftest import REPO
 from tests.llmw.test_ingest_cli import HEAVY
 
 
-def llmw(*args: str, store: Path, ray_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+def llmw(
+    *args: str, store: Path, ray_dir: Path | None = None, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMW_")}
     env["LLMW_MODEL_STORE_URI"] = str(store)
+    if kubeconfig is not None:
+        env["LLMW_KUBECONFIG"] = str(kubeconfig)
     if ray_dir is not None:
         env["LLMW_RAY_LOCAL_DIR"] = str(ray_dir)
     return subprocess.run(
@@ -119,7 +123,7 @@ def test_a_version_with_other_bytes_exits_2(tmp_path: Path) -> None:
     assert "error: refused (version_conflict): version 'v2' of 'embeddings'" in result.stderr
 
 
-def test_without_dry_run_ray_local_must_run_and_kubernetes_is_not_built(tmp_path: Path) -> None:
+def test_without_dry_run_the_engine_must_be_reachable(tmp_path: Path) -> None:
     model = write_model(tmp_path / "model")
     store = tmp_path / "store"
     args = ("rollout", "start", str(model), "--app", "embeddings", "--version", "v2")
@@ -127,7 +131,23 @@ def test_without_dry_run_ray_local_must_run_and_kubernetes_is_not_built(tmp_path
     assert result.returncode == 2
     assert "ray-local is not running: start it with llmw serve up" in result.stderr
     assert result.stdout == "" and not store.exists()
-    result = llmw(*args, "--engine", "kubernetes", store=store)
+    nowhere = tmp_path / "kubeconfig"
+    nowhere.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters: [{name: k, cluster: "
+        "{server: 'http://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    result = llmw(*args, "--engine", "kubernetes", store=store, kubeconfig=nowhere)
     assert result.returncode == 2
-    assert "the kubernetes engine is not built yet: nothing was applied" in result.stderr
+    assert "refused: the Kubernetes API (http://127.0.0.1:9) cannot be used: get rayservices/" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
     assert result.stdout == "" and not store.exists()
+    result = llmw(*args, "--engine", "kubernetes", store=store, kubeconfig=tmp_path / "none")
+    assert result.returncode == 2 and "no usable Kubernetes configuration in" in result.stderr
+    result = llmw(*args, "--engine", "ray-local", "--target", "kserve", store=store)
+    assert result.returncode == 2
+    assert "ray-local runs the RayService: use --engine kubernetes for --target kserve" in (
+        result.stderr
+    )

@@ -166,3 +166,35 @@ def test_refusals_change_nothing(cluster: FakeCluster, tmp_path: Path) -> None:
     ):
         roll(settings.model_copy(update={"kubeconfig": away}), model, "v1")
     assert not (tmp_path / "cluster/models/embeddings").exists()  # nothing was staged
+
+
+def test_running_is_not_serving_until_the_route_answers_with_the_version(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    """KubeRay's RUNNING alone does not say which config runs: the route must answer with it."""
+    settings = cluster.settings(rollout_ready_timeout_s=1.5)
+    model = write_model(tmp_path / "model")
+    assert roll(settings, model, "v1")["outcome"] == "promoted"
+    cluster.api.on_serving = None  # the route keeps answering v1 whatever the status says
+    second = roll(settings, model, "v2")
+    assert second["outcome"] == "rolled_back"
+    assert (
+        f"RUNNING, but {cluster.routes.root_url}/embeddings does not answer with v2"
+        in (second["reason"])
+    )
+    assert (
+        app_status(cluster) == "RUNNING"
+        and live_apps(cluster)["embeddings"]["args"]["model_version"] == "v1"
+    )
+
+
+def test_conflicts_past_the_retries_roll_back(cluster: FakeCluster, tmp_path: Path) -> None:
+    settings = cluster.settings(kube_conflict_retries=2)
+    model = write_model(tmp_path / "model")
+    assert roll(settings, model, "v1")["outcome"] == "promoted"
+    cluster.api.conflicts(3)  # each of the apply's three attempts meets one
+    second = roll(settings, model, "v2")
+    assert second["outcome"] == "rolled_back"
+    assert "409 Conflict: Operation cannot be fulfilled on rayservices" in second["reason"]
+    assert cluster.api.count("PATCH", 409) == 3  # the restore had nothing to change
+    assert live_apps(cluster)["embeddings"]["args"]["model_version"] == "v1"
