@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     step_profiles: dict[str, StepResources] = Field(default_factory=dict)
     step_profile_by_step: dict[str, str] = Field(default_factory=dict)
     workflow_timeout_s: int = Field(24 * 3600, gt=0)
+    # How long Argo keeps a finished Workflow (and the failed pods' logs) before deleting it.
+    argo_ttl_after_success_s: int = Field(24 * 3600, ge=0)
+    argo_ttl_after_failure_s: int = Field(7 * 24 * 3600, ge=0)
     # What the compiled pipelines run: the component image, and the Kubernetes Secrets holding
     # credentials (never literal values in compiled YAML). Secret keys follow the env names.
     component_image: str = Field(default_factory=project_image)  # the cpu image, this version

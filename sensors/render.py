@@ -91,6 +91,9 @@ def validate(found: EventDocuments, schemas_dir: Path) -> None:
         for workflow in workflows_in(sensor):
             workflows_schema = schema_path(schemas_dir, WORKFLOWS_SCHEMA_FILE)
             assert_valid(workflow, workflows_schema, f"Sensor {name}'s Workflow")
+    # The Kubernetes definitions (ServiceAccount, Role, RoleBinding) the events schema embeds.
+    for document in found.rbac:
+        assert_valid(document, events_schema)
 
 
 def documents(settings: Settings | None = None, schemas_dir: Path | None = None) -> EventDocuments:

@@ -129,18 +129,16 @@ def shard_template(
     has one, else anywhere on the component image; with the Secrets the job declares for it,
     whatever the placement."""
     step = shard_step(engine)
-    placed: dict[str, Any] = {"image": settings.component_image}
-    if placement is not None:
-        # The placement's image: vLLM's for the GPU's stack, the project's CPU build.
-        placed = {"image": placement.image, **common.placement_kwargs(placement)}
+    # The placement's image: vLLM's for the GPU's stack, the project's CPU build.
+    image = placement.image if placement is not None else settings.component_image
     env = common.step_env(settings, milvus=False, extra=placement.env if placement else None)
     return Script(
         name=step,
         source=infer_shard,
         constructor="runner",
+        image=image,
         env=env + common.step_secrets(job, step, settings),
-        retry_strategy=common.retry_strategy(job.retries.shard),
-        **placed,
+        **common.step_kwargs(job, step, settings, job.retries.shard, placement),
     )
 
 
@@ -160,7 +158,7 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
             constructor="runner",
             image=image,
             env=common.step_env(settings, milvus=False),
-            retry_strategy=common.retry_strategy(job.retries.plan),
+            **common.step_kwargs(job, "plan", settings, job.retries.plan),
         )
         placements = job.placements(settings)
         shard_templates = {
@@ -173,11 +171,16 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
             constructor="runner",
             image=image,
             env=common.step_env(settings, milvus=False),
-            retry_strategy=common.retry_strategy(job.retries.finish),
             outputs=[common.summary_artifact(TEMPLATE_NAME)],
+            **common.step_kwargs(job, "merge", settings, job.retries.finish),
         )
         with common.main_steps(
-            record_status, image, job.shard_parallelism, report_step="merge"
+            record_status,
+            image,
+            job.shard_parallelism,
+            report_step="merge",
+            job=job,
+            settings=settings,
         ) as main:
             planned = plan_template(name="plan", arguments=workflow_args)
             assert isinstance(planned, Step)

@@ -1,6 +1,7 @@
-"""What every llmw WorkflowTemplate shares: its metadata, the Markdown summary artifact, the
-entrypoint's ``report`` output, the exit handler that records how a run ended, and the steps'
-environment (Secrets, never values), retries and GPU placement.
+"""What every llmw WorkflowTemplate shares: its metadata, service account, deadline, TTL, pod GC and
+optional mutex, the Markdown summary artifact, the entrypoint's ``report`` output, the exit
+handler that records how a run ended, and the steps' environment (Secrets, never values),
+retries, CPU/memory (``components.orchestration.step_resources``), deadline and GPU placement.
 
 What a job declares (``components.registry.JobSpec``: description, shard parallelism, step needs,
 Secrets, retries) is translated here, never restated."""
@@ -31,6 +32,7 @@ from pydantic import BaseModel
 
 from components.cluster.placement import Placement
 from components.orchestration.parameter_text import argument_text
+from components.orchestration.step_resources import step_resources
 from components.registry import JobSpec, RetryPolicy, cluster_env
 from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings
 
@@ -39,12 +41,29 @@ EXIT_HANDLER = "exit-handler"
 # Where Hera's runner writes annotated outputs (the summary artifact) inside the container.
 OUTPUTS_DIRECTORY = RunnerScriptConstructor.DEFAULT_HERA_OUTPUTS_DIRECTORY
 SUMMARY_ARTIFACT = "summary"
+# The exit handler's step, by the name step_resources knows it (a light step).
+STATUS_STEP = "record-status"
+# One writer per Milvus collection: Milvus Lite and the manifest protocol assume it. Ingestion
+# and removal take this mutex (Argo substitutes workflow parameters in spec.synchronization);
+# no "/" can reach it, the collection being a checked identifier.
+COLLECTION_MUTEX = "llmw-collection-{{workflow.parameters.collection}}"
+# Succeeded pods go at once; failed ones stay for their logs until the workflow's TTL.
+POD_GC_STRATEGY = "OnPodSuccess"
+
+
+def service_account(job_name: str) -> str:
+    """The ServiceAccount a job's pods run as: one per job, with only what that job needs
+    (``workflows.rbac``)."""
+    return f"llmw-{job_name}"
 
 
 def workflow_template(
-    job: JobSpec, settings: Settings, arguments: list[Parameter]
+    job: JobSpec, settings: Settings, arguments: list[Parameter], mutex: str | None = None
 ) -> WorkflowTemplate:
-    """The job's template in the settings' namespace, running ``main`` then the exit handler."""
+    """The job's template in the settings' namespace, running ``main`` then the exit handler,
+    as the job's own ServiceAccount, within ``settings.workflow_timeout_s``, deleted after the
+    settings' TTL; with ``mutex``, one run at a time per mutex name."""
+    synchronization = m.Synchronization(mutexes=[m.Mutex(name=mutex)]) if mutex else None
     return WorkflowTemplate(
         name=job.name,
         namespace=settings.argo_namespace,
@@ -56,6 +75,14 @@ def workflow_template(
         entrypoint=ENTRYPOINT,
         on_exit=EXIT_HANDLER,
         arguments=arguments,
+        service_account_name=service_account(job.name),
+        active_deadline_seconds=settings.workflow_timeout_s,
+        ttl_strategy=m.TTLStrategy(
+            secondsAfterSuccess=settings.argo_ttl_after_success_s,
+            secondsAfterFailure=settings.argo_ttl_after_failure_s,
+        ),
+        pod_gc=m.PodGC(strategy=POD_GC_STRATEGY),
+        synchronization=synchronization,
     )
 
 
@@ -116,12 +143,16 @@ def main_steps(
     image: str,
     parallelism: int,
     report_step: str,
+    *,
+    job: JobSpec | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[Steps]:
     """The entrypoint's Steps, whose ``report`` output is step ``report_step``'s result, then
     the exit handler running ``recorder`` (the template module's own ``record_status``: the
-    runner names the function by its module)."""
+    runner names the function by its module), with the job's resources for it when given."""
+    sized = step_kwargs(job, STATUS_STEP, settings) if job and settings else {}
     status_template = Script(
-        name="record-status", source=recorder, constructor="runner", image=image
+        name=STATUS_STEP, source=recorder, constructor="runner", image=image, **sized
     )
     with Steps(
         name=ENTRYPOINT,
@@ -138,7 +169,7 @@ def main_steps(
     # passes the run's name and final status ({{workflow.status}}) to the script step.
     with Steps(name=EXIT_HANDLER):
         status_template(
-            name="record-status",
+            name=STATUS_STEP,
             arguments={"workflow": "{{workflow.name}}", "status": "{{workflow.status}}"},
         )
 
@@ -180,14 +211,15 @@ def step_secrets(job: JobSpec, step: str, settings: Settings) -> list[SecretEnv]
 
 
 def retry_strategy(policy: RetryPolicy) -> RetryStrategy:
-    """The job's retry policy as Argo's: retries on any failure (``Always``: a pod evicted from
-    the GPU node included) but a step that exits ``policy.final_exit_code`` (bad input; the
+    """The job's retry policy as Argo's: ``OnFailure`` (the step's container failed: a service
+    that blinked, a pod evicted or preempted while running, a step past its deadline, all
+    Failed in Argo) but not a step that exits ``policy.final_exit_code`` (bad input; the
     ``expression`` is ANDed with the policy, and ``lastRetry.exitCode`` is -1 where the pod
-    left none), with its exponential backoff."""
+    left none), with its exponential backoff. Argo's own errors (phase Error) are not retried."""
     factor = int(policy.factor) if float(policy.factor).is_integer() else str(policy.factor)
     return RetryStrategy(
         limit=policy.limit,
-        retry_policy="Always",
+        retry_policy="OnFailure",
         expression=f"asInt(lastRetry.exitCode) != {policy.final_exit_code}",
         backoff=m.Backoff(
             duration=policy.backoff,
@@ -195,6 +227,32 @@ def retry_strategy(policy: RetryPolicy) -> RetryStrategy:
             cap=policy.max_backoff,
         ),
     )
+
+
+def step_kwargs(
+    job: JobSpec,
+    step: str,
+    settings: Settings,
+    retry: RetryPolicy | None = None,
+    placement: Placement | None = None,
+) -> dict[str, Any]:
+    """A step's Script keywords: CPU and memory requests and limits and the per-attempt
+    ``activeDeadlineSeconds`` from its profile, its ``retry`` policy, and its ``placement``
+    (node selector, tolerations, the GPU limit beside CPU and memory)."""
+    sized = step_resources(job.name, step, settings)
+    kwargs: dict[str, Any] = placement_kwargs(placement) if placement is not None else {}
+    gpu = kwargs.pop("resources", None)
+    limits = {"cpu": sized.cpu_limit, "memory": sized.memory_limit}
+    limits.update({k: v.root for k, v in (gpu.limits or {}).items()} if gpu else {})
+    requests = {"cpu": sized.cpu_request, "memory": sized.memory_request}
+    kwargs["resources"] = m.ResourceRequirements(
+        requests={k: m.Quantity(root=v) for k, v in requests.items()},
+        limits={k: m.Quantity(root=v) for k, v in limits.items()},
+    )
+    kwargs["active_deadline_seconds"] = sized.timeout_s
+    if retry is not None:
+        kwargs["retry_strategy"] = retry_strategy(retry)
+    return kwargs
 
 
 def placement_kwargs(placement: Placement) -> dict[str, Any]:

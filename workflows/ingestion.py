@@ -128,7 +128,7 @@ def step_templates(job: JobSpec, settings: Settings) -> tuple[Script, Script, Sc
         constructor="runner",
         image=image,
         env=common.step_env(settings, milvus=False, run_data=True),
-        retry_strategy=common.retry_strategy(job.retries.plan),
+        **common.step_kwargs(job, "plan", settings, job.retries.plan),
     )
     ingest_template = Script(
         name=INGEST_SHARD_STEP,
@@ -137,8 +137,7 @@ def step_templates(job: JobSpec, settings: Settings) -> tuple[Script, Script, Sc
         # The project built for the placed GPU's stack (ROCm on drizzt).
         image=placement.image,
         env=common.step_env(settings, milvus=True, extra=placement.env),
-        retry_strategy=common.retry_strategy(job.retries.shard),
-        **common.placement_kwargs(placement),
+        **common.step_kwargs(job, INGEST_SHARD_STEP, settings, job.retries.shard, placement),
     )
     report_template = Script(
         name="report",
@@ -146,8 +145,8 @@ def step_templates(job: JobSpec, settings: Settings) -> tuple[Script, Script, Sc
         constructor="runner",
         image=image,
         env=common.step_env(settings, milvus=True),
-        retry_strategy=common.retry_strategy(job.retries.finish),
         outputs=[common.summary_artifact(TEMPLATE_NAME)],
+        **common.step_kwargs(job, "report", settings, job.retries.finish),
     )
     return plan_template, ingest_template, report_template
 
@@ -159,11 +158,19 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
     workflow_args = common.parameter_refs(WORKFLOW_PARAMETERS)
 
     with common.workflow_template(
-        job, settings, common.model_arguments(IngestParams, DESCRIPTIONS)
+        job,
+        settings,
+        common.model_arguments(IngestParams, DESCRIPTIONS),
+        mutex=common.COLLECTION_MUTEX,
     ) as template:
         plan_template, ingest_template, report_template = step_templates(job, settings)
         with common.main_steps(
-            record_status, settings.component_image, job.shard_parallelism, report_step="report"
+            record_status,
+            settings.component_image,
+            job.shard_parallelism,
+            report_step="report",
+            job=job,
+            settings=settings,
         ):
             planned = plan_template(
                 name="plan", arguments={**workflow_args, "run_id": "{{workflow.uid}}"}

@@ -65,7 +65,10 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
     settings = settings or get_settings()
     job = get_job(TEMPLATE_NAME)
     with common.workflow_template(
-        job, settings, common.model_arguments(RemovalParams, DESCRIPTIONS)
+        job,
+        settings,
+        common.model_arguments(RemovalParams, DESCRIPTIONS),
+        mutex=common.COLLECTION_MUTEX,
     ) as template:
         remove_template = Script(
             name=STEP,
@@ -73,11 +76,16 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
             constructor="runner",
             image=settings.component_image,
             env=common.step_env(settings, milvus=True),
-            retry_strategy=common.retry_strategy(job.retries.finish),
             outputs=[common.summary_artifact(TEMPLATE_NAME)],
+            **common.step_kwargs(job, STEP, settings, job.retries.finish),
         )
         with common.main_steps(
-            record_status, settings.component_image, job.shard_parallelism, report_step=STEP
+            record_status,
+            settings.component_image,
+            job.shard_parallelism,
+            report_step=STEP,
+            job=job,
+            settings=settings,
         ):
             remove_template(name=STEP, arguments=common.parameter_refs(WORKFLOW_PARAMETERS))
     return template

@@ -9,8 +9,10 @@ definition sets ``additionalProperties``. A strict check prepares the schema onc
 - ``IntOrString`` accepts an integer or a string, and ``Quantity`` a string or a number, as
   Kubernetes and Argo do (``retryStrategy.limit: 3``, ``cpu: 1``);
 - the definition is picked by the document's ``kind`` (the definition whose ``kind`` property is
-  that constant, e.g. ``io.argoproj.workflow.v1alpha1.WorkflowTemplate``) rather than the schema's
-  top-level ``oneOf``, so that an error points at the field that is wrong.
+  that constant, e.g. ``io.argoproj.workflow.v1alpha1.WorkflowTemplate``, else the one whose
+  ``x-kubernetes-group-version-kind`` names it alone: the Kubernetes kinds the Argo Events schema
+  embeds, ``ServiceAccount``, ``Role``, ``RoleBinding``) rather than the schema's top-level
+  ``oneOf``, so that an error points at the field that is wrong.
 
 Errors read ``spec.templates[2].container.imagee: additional property not allowed``. Generic:
 works for the Argo Workflows schema (JSON Schema 2020-12) and the Argo Events one alike. No
@@ -100,6 +102,19 @@ def _kind_of(definition: Any) -> str | None:
     """The constant ``kind`` a definition stands for (top-level resources only), else None."""
     if not isinstance(definition, dict):
         return None
+    return _constant_kind(definition) or _group_version_kind(definition)
+
+
+def _group_version_kind(definition: dict[str, Any]) -> str | None:
+    """The kind a Kubernetes definition says it is (one ``x-kubernetes-group-version-kind``)."""
+    gvks = definition.get("x-kubernetes-group-version-kind")
+    if isinstance(gvks, list) and len(gvks) == 1 and isinstance(gvks[0], dict):
+        kind = gvks[0].get("kind")
+        return kind if isinstance(kind, str) else None
+    return None
+
+
+def _constant_kind(definition: dict[str, Any]) -> str | None:
     kind = definition.get("properties", {}).get("kind")
     if isinstance(kind, dict):
         if isinstance(kind.get("const"), str):

@@ -88,12 +88,26 @@ def test_vllm_shards_on_khelben_with_amd_gpu_the_rest_without(default_settings: 
     assert vllm["tolerations"] == [
         {"effect": "NoSchedule", "key": "dedicated", "operator": "Equal", "value": "vllm"}
     ]
-    assert vllm["script"]["resources"] == {"limits": {"amd.com/gpu": "1"}}
+    # The GPU limit beside the gpu-model profile's CPU and memory (vLLM stages weights in RAM).
+    assert vllm["script"]["resources"] == {
+        "limits": {"cpu": "8", "memory": "32Gi", "amd.com/gpu": "1"},
+        "requests": {"cpu": "2", "memory": "16Gi"},
+    }
+    assert vllm["activeDeadlineSeconds"] == 6 * 3600
     assert vllm["script"]["image"] == "ghcr.io/daviestechlabs/llm-workflows:0.1.0-vllm-rocm"
     for name in ("plan", "merge", "infer-shard-openai", "infer-shard-transformers"):
         assert "nodeSelector" not in templates[name] and "tolerations" not in templates[name]
-        assert "resources" not in templates[name]["script"], name
+        assert "amd.com/gpu" not in templates[name]["script"]["resources"]["limits"], name
         assert templates[name]["script"]["image"] == default_settings.component_image
+    # transformers holds its model in the pod's memory; an openai shard only sends requests.
+    assert templates["infer-shard-transformers"]["script"]["resources"]["requests"] == {
+        "cpu": "1",
+        "memory": "4Gi",
+    }
+    assert templates["infer-shard-openai"]["script"]["resources"]["limits"] == {
+        "cpu": "1",
+        "memory": "2Gi",
+    }
 
 
 def test_credentials_come_from_secrets_never_values(clean_env: None) -> None:

@@ -45,11 +45,12 @@ def test_render_all_is_byte_identical_across_runs(
 ) -> None:
     first = render_all(tmp_path / "a", default_settings, schemas_dir)
     second = render_all(tmp_path / "b", default_settings, schemas_dir)
-    assert [p.name for p in first] == [f"{name}.argo.yaml" for name in sorted(JOBS)]
+    names = [f"{name}.argo.yaml" for name in sorted(JOBS)]
+    assert [p.name for p in first] == [*names, render.RBAC_FILE]
     for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes()
     # The file is the document: YAML parses back to what Hera built.
-    for path in first:
+    for path in first[:-1]:
         name = path.name.removesuffix(".argo.yaml")
         assert yaml.safe_load(path.read_text()) == render_template(name, default_settings)
 
@@ -139,9 +140,10 @@ def test_shape_fan_out_retries_exit_handler_and_arguments(default_settings: Any)
                 "factor": policy.factor,
             },
             "limit": policy.limit,
-            # Any failure but bad input: a step refusing its input exits 2.
+            # A failed container (evicted, preempted, a service that blinked), but not bad
+            # input: a step refusing its input exits 2.
             "expression": "asInt(lastRetry.exitCode) != 2",
-            "retryPolicy": "Always",
+            "retryPolicy": "OnFailure",
         }, name
     assert templates["ingest-shard"]["retryStrategy"]["backoff"]["cap"] == "1800s"
     # Thin Hera runner steps calling the step functions, on the component image.
@@ -170,7 +172,10 @@ def test_gpu_placement_on_the_embedding_step_only(default_settings: Any) -> None
     templates = templates_by_name(render_template(NAME, default_settings))
     ingest = templates["ingest-shard"]
     assert ingest["nodeSelector"] == {"kubernetes.io/hostname": "drizzt"}
-    assert ingest["script"]["resources"] == {"limits": {"amd.com/gpu": "1"}}
+    assert ingest["script"]["resources"] == {
+        "limits": {"cpu": "4", "memory": "8Gi", "amd.com/gpu": "1"},
+        "requests": {"cpu": "1", "memory": "4Gi"},
+    }
     assert env_of(ingest)["HSA_OVERRIDE_GFX_VERSION"] == {
         "name": "HSA_OVERRIDE_GFX_VERSION",
         "value": "10.3.0",
@@ -178,7 +183,10 @@ def test_gpu_placement_on_the_embedding_step_only(default_settings: Any) -> None
     assert ingest["script"]["image"].endswith("-rocm")
     for name in ("plan", "report", "record-status"):
         assert "nodeSelector" not in templates[name]
-        assert "resources" not in templates[name]["script"]
+        assert templates[name]["script"]["resources"] == {
+            "limits": {"cpu": "1", "memory": "2Gi"},
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+        }
         assert "HSA_OVERRIDE_GFX_VERSION" not in env_of(templates[name])
 
 
@@ -195,7 +203,7 @@ def test_placement_follows_the_inventory(clean_env: None, tmp_path: Path) -> Non
     templates = templates_by_name(render_template(NAME, Settings(cluster_inventory=path)))
     ingest = templates["ingest-shard"]
     assert ingest["nodeSelector"] == {"kubernetes.io/hostname": "elminster"}
-    assert ingest["script"]["resources"] == {"limits": {"nvidia.com/gpu": "1"}}
+    assert ingest["script"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "HSA_OVERRIDE_GFX_VERSION" not in env_of(ingest)
     assert ingest["script"]["image"].endswith("-cuda")
 
