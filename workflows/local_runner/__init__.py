@@ -9,6 +9,9 @@ DAG tasks, fan-out, the exit handler), ``step_outputs`` (outputs of steps and st
 templates), ``retrying`` (``retryStrategy``: policy, backoff, expression), ``executor`` (one leaf
 node: its attempts, the subprocess, its outputs) and ``jobs`` (``run_local`` for the registered
 jobs).
+Beside them: ``arguments`` (the workflow's parameters, a template's inputs), ``deadlines``
+(``activeDeadlineSeconds``, ``timeout``, a step's process group) and ``synchronization`` (mutexes
+as file locks).
 
 - ``steps`` templates (groups in order, the steps of a group side by side) and ``dag`` templates
   (tasks in dependency order, by ``dependencies`` or a ``depends`` of task names joined by
@@ -57,6 +60,19 @@ jobs).
   last line of its stderr that says what was wrong: ``bad input: …``, a traceback's
   ``SomeError: …``), with its exit code and the attempts made; the whole log stays in the
   node's folder;
+- ``synchronization`` mutexes (``spec.synchronization`` for the whole run, exit handler
+  included; a template's while it runs): each name substituted (workflow parameters, a
+  template's inputs) and held as a file lock under ``<work_dir>/locks``, keyed by namespace and
+  name, so local runs that name the same mutex (the ingestions and removals into one
+  collection) take turns, across threads and processes; the wait has no limit, as a Pending
+  workflow's in Argo;
+- ``activeDeadlineSeconds``: the workflow's counts from when its mutexes are held; past it no
+  step starts ("Step exceeded its deadline"), a running step is killed, nothing is retried, and
+  the exit handler still runs, unlimited, as in Argo. A template's limits each attempt (the
+  pod's deadline; a failure the retry strategy may retry, exit code -1 to its expression), its
+  ``timeout`` the node's attempts together. A step runs in a process group of its own: at its
+  limit the group gets SIGTERM, then SIGKILL, and what a step leaves running when it exits is
+  killed too, as a container's processes end with it; the node's message names the limit;
 - ``spec.onExit``: the exit handler always runs, after the entrypoint, with the workflow's
   arguments and ``{{workflow.status}}`` Succeeded or Failed (Error when the document itself was
   wrong); a failing exit handler fails the run, as in Argo.
@@ -72,6 +88,7 @@ is dropped: values from ``secretKeyRef`` (no cluster Secrets here), the in-clust
 the GPU placement's variables (``HSA_OVERRIDE_GFX_VERSION``); only Hera's runner variables
 (``hera__*``) are kept, with ``hera__outputs_directory`` moved to a folder of the node, and output
 paths under it remapped there. Node selectors, tolerations, resources and images are ignored.
+So are ``serviceAccountName``, ``podGC`` and ``ttlStrategy`` (the node folders stay until removed).
 
 Not supported (refused before anything runs, naming the field): expressions (``{{=...}}``),
 other ``when`` syntax, ``continueOn``, ``templateRef``, inline templates, ``withSequence``, input
@@ -79,6 +96,8 @@ artifacts, suspend/http/plugin/data/containerSet templates, a resource's ``manif
 daemons, sidecars, init containers, memoization, lifecycle hooks, any other
 ``retryStrategy.expression`` (``lastRetry.message``, ``matches``, variables, functions) or a
 retry without a ``limit``, a ``failFast`` that is not a boolean, a ``dag.target`` naming no task.
+Nor semaphores (``synchronization.semaphores``, sized by a ConfigMap in the cluster), nor an
+``activeDeadlineSeconds`` that is not whole seconds (a variable).
 """
 
 from .executor import MAX_RESULT_BYTES

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from components.exit_codes import step_error
 
+from .deadlines import Deadline, Limit, run_group
 from .expressions import parse_duration
 from .model import NodeError, NodeStatus, Outcome, UnsupportedFeatureError, safe_name
 from .retrying import LastRetry, RetryRule, backoff_delay
@@ -41,7 +41,8 @@ class LeafExecutor:
     script, logs and outputs under ``nodes/<node>/attempt-<n>``; output artifacts are copied
     under ``artifacts_dir``. ``python`` replaces a ``python``/``python3`` command; ``cwd`` is where
     commands run (and what relative output paths are relative to). ``max_backoff_s`` caps each
-    retry wait.
+    retry wait. ``deadline`` is the workflow's (``activeDeadlineSeconds``), which the nodes
+    under ``exit_handler_prefix`` ignore, as in Argo.
     """
 
     workflow_name: str
@@ -51,63 +52,90 @@ class LeafExecutor:
     python: str
     cwd: Path
     max_backoff_s: float
+    deadline: Deadline = field(default_factory=Deadline)
+    exit_handler_prefix: str | None = None
 
     def run(self, tmpl: dict[str, Any], scope: dict[str, str], node: NodeStatus) -> Outcome:
         """Attempt the template, retried under its ``retryStrategy``: the last attempt's outcome,
         its message the step's own error line, with its exit code and the attempts made."""
         rule = RetryRule.of(tmpl)
         first_start = time.monotonic()
+        # The template's timeout covers the node, every attempt and wait together.
+        node_timeout = Deadline.of(tmpl.get("timeout"))
         attempt = 0
         while True:
             node.attempts = attempt + 1
             started = time.monotonic()
-            outcome, exit_code = self.attempt(tmpl, scope, node, attempt)
+            outcome, exit_code = self.attempt(tmpl, scope, node, attempt, node_timeout)
             node.exit_code = exit_code
             if outcome.phase == "Succeeded":
                 return outcome
             last = LastRetry(exit_code, outcome.phase, time.monotonic() - started)
             delay = backoff_delay(rule.backoff, attempt)
             waited = time.monotonic() - first_start + delay
-            if attempt >= rule.limit or not rule.retries(last) or rule.past_max(waited):
+            # No retry once the node's timeout or the workflow's deadline has passed.
+            out_of_time = self._deadline(node).expired() or node_timeout.expired()
+            stop = attempt >= rule.limit or not rule.retries(last) or rule.past_max(waited)
+            if stop or out_of_time:
                 return _with_details(outcome, exit_code, attempt + 1)
             time.sleep(min(delay, self.max_backoff_s))
             attempt += 1
 
+    def _deadline(self, node: NodeStatus) -> Deadline:
+        """The workflow's deadline for ``node``; none for the exit handler's nodes."""
+        prefix = self.exit_handler_prefix
+        return Deadline() if prefix and node.name.startswith(prefix) else self.deadline
+
+    def _limit(self, tmpl: dict[str, Any], node: NodeStatus, node_timeout: Deadline) -> Limit:
+        """The nearest limit of one attempt: the pod's deadline, the node's timeout, the
+        workflow's deadline; with what to say when it passes."""
+        pod = tmpl.get("activeDeadlineSeconds")
+        return Limit.nearest(
+            (None if pod is None else parse_duration(pod), f"activeDeadlineSeconds ({pod}s)"),
+            (node_timeout.remaining(), f"timeout ({tmpl.get('timeout')})"),
+            (self._deadline(node).remaining(), "the workflow's activeDeadlineSeconds"),
+        )
+
     def attempt(
-        self, tmpl: dict[str, Any], scope: dict[str, str], node: NodeStatus, attempt: int
+        self,
+        tmpl: dict[str, Any],
+        scope: dict[str, str],
+        node: NodeStatus,
+        attempt: int,
+        node_timeout: Deadline | None = None,
     ) -> tuple[Outcome, int | None]:
         """One attempt: its outcome and the process's exit code (None when it never exited)."""
         where = f"template {tmpl['name']!r}"
         scope = {**scope, "retries": str(attempt), "pod.name": node.name}
         launch = self._prepare(tmpl, scope, node, attempt, where)
-        timeout = tmpl.get("timeout") or tmpl.get("activeDeadlineSeconds")
+        limit = self._limit(tmpl, node, node_timeout or Deadline())
         stderr_path = launch.folder / "stderr.log"
+        stdout_path = launch.folder / "stdout.log"
         try:
-            with stderr_path.open("wb") as stderr:
-                done = subprocess.run(
+            with stderr_path.open("wb") as stderr, stdout_path.open("wb") as stdout:
+                returncode = run_group(
                     launch.argv,
                     cwd=self.cwd,
                     env=launch.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
+                    stdout=stdout,
                     stderr=stderr,
-                    timeout=parse_duration(timeout) if timeout is not None else None,
-                    check=False,
+                    timeout=limit.seconds,
                 )
-        except subprocess.TimeoutExpired:
-            return Outcome("Failed", f"timed out after {timeout} (log: {stderr_path})"), None
         except OSError as exc:
             return Outcome("Error", f"cannot start {launch.argv[0]!r}: {exc}"), None
-        result = self._result(done.stdout, launch.folder)
-        if done.returncode != 0:
+        result = self._result(stdout_path.read_bytes())
+        if returncode is None:
+            message = f"exceeded {limit.reason}: its processes were killed (log: {stderr_path})"
+            return Outcome("Failed", message, result=result), None
+        if returncode != 0:
             # The step's own line saying what was wrong; Argo's words when it said nothing.
             message = step_error(_read(stderr_path)) or "Error"
-            return Outcome("Failed", message, result=result), done.returncode
+            return Outcome("Failed", message, result=result), returncode
         try:
             parameters, artifacts = self._leaf_outputs(tmpl, scope, launch, node, where)
         except NodeError as exc:
-            return Outcome("Error", str(exc), result=result), done.returncode
-        return Outcome("Succeeded", None, result, parameters, artifacts), done.returncode
+            return Outcome("Error", str(exc), result=result), returncode
+        return Outcome("Succeeded", None, result, parameters, artifacts), returncode
 
     def _prepare(
         self,
@@ -136,10 +164,9 @@ class LeafExecutor:
         return _Launch(argv, env, folder, outputs_dir, local_outputs)
 
     @staticmethod
-    def _result(stdout_bytes: bytes, folder: Path) -> str:
-        """``outputs.result``: stdout less one trailing newline, its last 256 kB (kept in a log)."""
+    def _result(stdout_bytes: bytes) -> str:
+        """``outputs.result``: stdout less one trailing newline, its last 256 kB."""
         stdout = stdout_bytes.decode("utf-8", "replace")
-        (folder / "stdout.log").write_text(stdout, encoding="utf-8")
         result = stdout[:-1] if stdout.endswith("\n") else stdout
         if len(result.encode()) > MAX_RESULT_BYTES:
             result = result.encode()[-MAX_RESULT_BYTES:].decode("utf-8", "ignore")

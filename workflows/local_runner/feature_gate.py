@@ -10,11 +10,12 @@ from typing import Any
 from .expressions import evaluate_when
 from .model import UnsupportedFeatureError
 from .retrying import RETRY_POLICIES, parse_retry_expression
+from .synchronization import check_synchronization
 from .templating import VARIABLE
 
 # Template fields: what argo-local does with each. Anything else is refused.
 _HONOURED = {"name", "inputs", "outputs", "steps", "dag", "script", "container", "parallelism"}
-_HONOURED |= {"retryStrategy", "failFast", "timeout", "activeDeadlineSeconds"}
+_HONOURED |= {"retryStrategy", "failFast", "timeout", "activeDeadlineSeconds", "synchronization"}
 _CLUSTER_ONLY = {"metadata", "nodeSelector", "tolerations", "affinity", "serviceAccountName"}
 _CLUSTER_ONLY |= {"podSpecPatch", "priorityClassName", "securityContext", "volumes"}
 _CLUSTER_ONLY |= {"automountServiceAccountToken", "archiveLocation", "hostAliases"}
@@ -23,10 +24,11 @@ _STEP_FIELDS = {"name", "template", "arguments", "withParam", "withItems", "when
 _TASK_FIELDS = _STEP_FIELDS | {"dependencies", "depends"}
 _DAG_FIELDS = {"tasks", "target", "failFast"}
 _SPEC_HONOURED = {"entrypoint", "arguments", "templates", "onExit", "parallelism"}
+_SPEC_HONOURED |= {"synchronization", "activeDeadlineSeconds"}
 _SPEC_CLUSTER_ONLY = {"serviceAccountName", "podGC", "ttlStrategy", "nodeSelector"}
 _SPEC_CLUSTER_ONLY |= {"tolerations", "affinity", "volumes", "volumeClaimTemplates"}
 _SPEC_CLUSTER_ONLY |= {"artifactRepositoryRef", "workflowMetadata", "podMetadata", "priority"}
-_SPEC_CLUSTER_ONLY |= {"imagePullSecrets", "securityContext", "activeDeadlineSeconds"}
+_SPEC_CLUSTER_ONLY |= {"imagePullSecrets", "securityContext"}
 _SPEC_CLUSTER_ONLY |= {"archiveLogs", "podPriorityClassName", "schedulerName"}
 
 
@@ -39,6 +41,8 @@ def check_supported(workflow: Mapping[str, Any]) -> None:
     if expression:
         raise UnsupportedFeatureError(f"expressions ({expression.group(0)}) are not supported")
     _check_keys("spec", spec, _SPEC_HONOURED | _SPEC_CLUSTER_ONLY)
+    check_synchronization("spec", spec.get("synchronization"))
+    _check_seconds("spec.activeDeadlineSeconds", spec.get("activeDeadlineSeconds"))
     for i, tmpl in enumerate(spec.get("templates", [])):
         _check_template(f"spec.templates[{i}] ({tmpl.get('name')})", tmpl)
 
@@ -59,6 +63,8 @@ def _check_template(where: str, tmpl: Mapping[str, Any]) -> None:
     if tmpl.get("inputs", {}).get("artifacts"):
         raise UnsupportedFeatureError(f"{where}: input artifacts are not supported")
     _check_retry(where, tmpl.get("retryStrategy"))
+    check_synchronization(where, tmpl.get("synchronization"))
+    _check_seconds(f"{where}.activeDeadlineSeconds", tmpl.get("activeDeadlineSeconds"))
     _check_boolean(f"{where}.failFast", tmpl.get("failFast"))
     for group_index, group in enumerate(tmpl.get("steps") or []):
         for j, step in enumerate(group):
@@ -100,6 +106,14 @@ def _check_dag(where: str, dag: Mapping[str, Any]) -> None:
     for target in str(dag.get("target") or "").split():
         if not VARIABLE.search(target) and target not in names:  # a variable is checked on use
             raise UnsupportedFeatureError(f"{where}.target: target {target!r} is not defined")
+
+
+def _check_seconds(where: str, value: Any) -> None:
+    """Refuse a deadline argo-local cannot read (a variable, a word): whole seconds only."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return
+    if not (isinstance(value, str) and value.strip().isdigit()):
+        raise UnsupportedFeatureError(f"{where}: {value!r} is not a number of seconds")
 
 
 def _check_boolean(where: str, value: Any) -> None:

@@ -14,12 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .arguments import template_inputs, workflow_arguments
+from .deadlines import STEP_PAST_DEADLINE, Deadline
 from .executor import LeafExecutor
 from .expressions import evaluate_when
 from .feature_gate import check_supported
 from .model import DONE, LocalWorkflowRun, NodeError, NodeStatus, Outcome, first_failure
 from .scheduling import Siblings, dependencies, fail_fast, ready, targeted
 from .step_outputs import StepRun, record_outputs, template_outputs
+from .synchronization import holding, mutex_keys
 from .templating import item_scope, item_text, substitute, substitute_all
 
 Child = tuple[str, list[dict[str, Any]], str | None]  # display suffix, arguments, false `when`
@@ -31,7 +34,8 @@ class ArgoLocalRunner:
     ``env`` is every step's environment (default: this process's). ``work_dir`` keeps each
     node's script file, stderr log and outputs, and the artifacts (``<work_dir>/artifacts``).
     ``max_parallel`` caps every fan-out (Milvus Lite admits one process per database file, so
-    ``run_local`` keeps it at 1). ``max_backoff_s`` caps each retry wait.
+    ``run_local`` keeps it at 1). ``max_backoff_s`` caps each retry wait. ``lock_dir`` holds the
+    mutexes' lock files (default ``<work_dir>/locks``): runs sharing it exclude each other.
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class ArgoLocalRunner:
         python: str = sys.executable,
         cwd: Path | None = None,
         workflow_name: str | None = None,
+        lock_dir: Path | None = None,
     ) -> None:
         check_supported(workflow)
         self.doc = workflow
@@ -61,6 +66,8 @@ class ArgoLocalRunner:
         self.cwd = cwd or Path.cwd()
         self.work_dir = Path(work_dir).resolve() / self.name
         self.artifacts_dir = Path(work_dir).resolve() / "artifacts"
+        self.lock_dir = Path(lock_dir or Path(work_dir) / "locks").resolve()
+        self.deadline = Deadline()
         self.nodes: list[NodeStatus] = []
         self._lock = threading.Lock()
         self._globals: dict[str, str] = {}
@@ -75,16 +82,18 @@ class ArgoLocalRunner:
             python=self.python,
             cwd=self.cwd,
             max_backoff_s=self.max_backoff_s,
+            deadline=self.deadline,
+            exit_handler_prefix=f"{self.name}.onExit",
         )
 
     # --- the run --------------------------------------------------------------------------
 
     def run(self, arguments: Mapping[str, str] | None = None) -> LocalWorkflowRun:
-        """Run the entrypoint, then the exit handler; never raises for a failing step."""
+        """Once the workflow's mutexes are held, run the entrypoint within the workflow's
+        deadline, then the exit handler; never raises for a failing step."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self._executor = self._leaf_executor()
         try:
-            workflow_args = self._workflow_arguments(dict(arguments or {}))
+            workflow_args = workflow_arguments(self.spec, dict(arguments or {}))
         except NodeError as exc:
             return self._finish("Error", str(exc), {})
         self._globals = {
@@ -94,6 +103,18 @@ class ArgoLocalRunner:
             "workflow.status": "Running",
             **{f"workflow.parameters.{k}": v for k, v in workflow_args.items()},
         }
+        try:
+            keys = mutex_keys(
+                self.spec.get("synchronization"), self._globals, self.namespace, "spec"
+            )
+        except NodeError as exc:
+            return self._finish("Error", str(exc), {})
+        with holding(keys, self.lock_dir):
+            self.deadline = Deadline.of(self.spec.get("activeDeadlineSeconds"))
+            self._executor = self._leaf_executor()
+            return self._run_held(workflow_args)
+
+    def _run_held(self, workflow_args: dict[str, str]) -> LocalWorkflowRun:
         entry = self.spec.get("entrypoint")
         arg_list = [{"name": k, "value": v} for k, v in workflow_args.items()]
         if entry not in self.templates:
@@ -101,6 +122,9 @@ class ArgoLocalRunner:
         root = self._invoke(entry, arg_list, self.name, self.name)
         phase = root.phase if root.phase in ("Succeeded", "Error") else "Failed"
         message = None if phase == "Succeeded" else self._failure_message()
+        if phase != "Succeeded" and self.deadline.expired():
+            seconds = self.spec["activeDeadlineSeconds"]
+            message = f"the workflow exceeded its activeDeadlineSeconds ({seconds}): {message}"
         on_exit = self.spec.get("onExit")
         if on_exit:
             handler = self._exit_handler(on_exit, arg_list, phase)
@@ -146,27 +170,6 @@ class ArgoLocalRunner:
             label += f" ({first.template})"
         return f"{label}: {first.message}"
 
-    def _workflow_arguments(self, given: dict[str, str]) -> dict[str, str]:
-        declared = self.spec.get("arguments", {}).get("parameters", [])
-        names = {p["name"] for p in declared}
-        unknown = sorted(set(given) - names)
-        if unknown:
-            raise NodeError(f"unknown workflow parameters {unknown} (declared: {sorted(names)})")
-        values: dict[str, str] = {}
-        for param in declared:
-            name = param["name"]
-            if name in given:
-                value = str(given[name])
-            elif "value" in param:
-                value = str(param["value"])
-            else:
-                raise NodeError(f"spec.arguments.parameters.{name} was not supplied")
-            enum = param.get("enum")
-            if enum is not None and value not in [str(e) for e in enum]:
-                raise NodeError(f"workflow parameter {name}: {value!r} is not one of {enum}")
-            values[name] = value
-        return values
-
     # --- templates ------------------------------------------------------------------------
 
     def _new_node(self, name: str, display: str, template: str, kind: str) -> NodeStatus:
@@ -187,16 +190,14 @@ class ArgoLocalRunner:
         try:
             if tmpl is None:
                 raise NodeError(f"template {template_name!r} not found")
-            inputs = _inputs(tmpl, arguments)
+            inputs = template_inputs(tmpl, arguments)
             scope = dict(self._globals)
             scope.update({f"inputs.parameters.{p['name']}": p["value"] for p in inputs})
             scope["inputs.parameters"] = json.dumps(inputs, separators=(",", ":"))
-            if kind == "Steps":
-                outcome = self._run_steps(tmpl, scope, node_name)
-            elif kind == "DAG":
-                outcome = self._run_dag(tmpl, scope, node_name)
-            else:
-                outcome = self._executor.run(tmpl, scope, node)
+            where = f"template {template_name!r}"
+            keys = mutex_keys(tmpl.get("synchronization"), scope, self.namespace, where)
+            with holding(keys, self.lock_dir):
+                outcome = self._run_template(tmpl, kind, scope, node)
         except NodeError as exc:
             outcome = Outcome("Error", str(exc))
         node.phase = outcome.phase
@@ -206,6 +207,18 @@ class ArgoLocalRunner:
         node.artifacts = outcome.artifacts
         node.finished_at = time.time()
         return node
+
+    def _run_template(
+        self, tmpl: dict[str, Any], kind: str, scope: dict[str, str], node: NodeStatus
+    ) -> Outcome:
+        if kind == "Steps":
+            return self._run_steps(tmpl, scope, node.name)
+        if kind == "DAG":
+            return self._run_dag(tmpl, scope, node.name)
+        # Past the workflow's deadline no pod starts, but the exit handler's (as in Argo).
+        if self.deadline.expired() and not node.name.startswith(f"{self.name}.onExit"):
+            return Outcome("Failed", STEP_PAST_DEADLINE)
+        return self._executor.run(tmpl, scope, node)
 
     def _siblings(self, tmpl: dict[str, Any]) -> Siblings:
         """How the template's children run: at most the smallest of this runner's
@@ -353,30 +366,3 @@ def _when(step: dict[str, Any], scope: dict[str, str], where: str) -> str | None
         return None if evaluate_when(text) else text
     except ValueError as exc:
         raise NodeError(f"{where}.when: {exc}") from None
-
-
-def _inputs(tmpl: dict[str, Any], arguments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The template's input parameters with their values, in Argo's JSON shape."""
-    given = {a["name"]: a.get("value") for a in arguments}
-    resolved: list[dict[str, Any]] = []
-    for param in tmpl.get("inputs", {}).get("parameters", []):
-        name = param["name"]
-        value = given.get(name)
-        if value is None:
-            value = param.get("value", param.get("default"))
-        if value is None:
-            raise NodeError(
-                f"inputs.parameters.{name} was not supplied to template {tmpl['name']!r}"
-            )
-        entry: dict[str, Any] = {"name": name}
-        if "default" in param:
-            entry["default"] = str(param["default"])
-        entry["value"] = str(value)
-        if "enum" in param:
-            entry["enum"] = [str(e) for e in param["enum"]]
-            if entry["value"] not in entry["enum"]:
-                raise NodeError(f"inputs.parameters.{name}: {value!r} not in {param['enum']}")
-        if "description" in param:
-            entry["description"] = param["description"]
-        resolved.append(entry)
-    return resolved

@@ -89,7 +89,7 @@ def test_timeouts_and_missing_outputs(tmp_path: Path) -> None:
     )
     result = run(doc, tmp_path, max_parallel=2)
     (slow,) = result.node("slow")
-    assert slow.phase == "Failed" and "timed out after 1s" in (slow.message or "")
+    assert slow.phase == "Failed" and "exceeded timeout (1s)" in (slow.message or "")
     (quiet,) = result.node("quiet")
     assert quiet.phase == "Error" and quiet.result == "no file"
     assert "output parameter 'p': never.txt not written" in (quiet.message or "")
