@@ -9,9 +9,10 @@ model, writes ``started`` with the previous entry to the history before anything
 measures the old model for the gate, applies, waits, gates, and records ``promoted``, or restores
 the previous entry, waits until the old model serves again and records ``rolled_back``.
 
-A ``started`` with no decision after it is a rollout that was interrupted (a crash, a kill): every
-``start``, ``undo`` and ``status`` first restores its previous entry, waits until it serves, and
-records ``rolled_back`` with reason ``interrupted``, so the old model serves, never neither.
+A ``started`` with no decision after it is a rollout (or an undo: ``started`` with ``undo``) that
+was interrupted (a crash, a kill): every ``start``, ``undo`` and ``status`` first restores its
+previous entry, waits until it serves, and records ``rolled_back`` with reason ``interrupted``,
+so the model that served before it serves again, never neither.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from components.settings import Settings
 
 Entry = dict[str, Any] | None
-DECISIONS = ("promoted", "rolled_back")
+DECISIONS = ("promoted", "rolled_back", "undone")
 
 
 class NotServing(RuntimeError):
@@ -236,8 +237,14 @@ def undo(backend: Backend, settings: Settings, name: str | None = None) -> dict[
             "nothing_to_undo",
             f"{backend.app.name}: its last promotion was on {last.get('engine', 'ray-local')}",
         )
-    seconds = restore(backend, last["previous_entry"], settings.rollout_ready_timeout_s)
     serving = backend.version(last["previous_entry"])
+    current = backend.current()
+    history.append_event(name, _event(
+        backend, event="started", undo=True, version=serving,
+        previous_version=backend.version(current), previous_entry=current,
+        entry=last["previous_entry"],
+    ), settings)  # fmt: skip
+    seconds = restore(backend, last["previous_entry"], settings.rollout_ready_timeout_s)
     history.append_event(
         name, _event(backend, event="undone", version=last["version"], serving=serving), settings
     )

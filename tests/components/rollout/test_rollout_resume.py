@@ -173,3 +173,27 @@ def test_killed_during_the_gate_then_undo_recovers_first(
     assert undone["recovered"]["version"] == "v3" and undone["recovered"]["serving"] == "v2"
     assert (undone["undone"], undone["serving"]) == ("v2", "v1")
     assert running_version(cluster) == "v1" and answering(cluster) == "v1"
+
+
+def test_an_undo_killed_part_way_is_rolled_back_to_what_served_before_it(
+    cluster: FakeCluster, tmp_path: Path
+) -> None:
+    settings = cluster.settings(rollout_ready_timeout_s=60.0)
+    model = write_model(tmp_path / "model")
+    for version in ("v1", "v2"):
+        request = RolloutRequest(str(model), "embeddings", version)
+        assert start_kube(request, settings, OPTIONS)["outcome"] == "promoted"
+    cluster.api.outcomes["v1"] = "never_ready"  # v1 does not come back up this time
+    process = cli(settings, "undo", "embeddings", "--engine", "kubernetes")
+    kill_when(process, lambda: running_version(cluster) == "v1")
+    event = last_event(settings)
+    assert (event["event"], event["undo"], event["version"]) == ("started", True, "v1")
+    del cluster.api.outcomes["v1"]
+
+    code, out, err = finish(cli(settings, "status", "embeddings", "--engine", "kubernetes",
+                                "--json"))  # fmt: skip
+    assert code == 0, err
+    status = json.loads(out)
+    assert status["recovered"] == {**status["recovered"], "version": "v1", "serving": "v2"}
+    assert running_version(cluster) == "v2" and answering(cluster) == "v2"
+    assert status["current_version"] == "v2"
