@@ -4,6 +4,9 @@ Events: ``started`` (written before anything is applied: the version, the previo
 the application's previous and new serve config entries), then ``promoted``, ``rolled_back``
 (the gate or the apply failed, the previous entry restored) or ``undone``. The version an
 application serves is the one of its last promoted, rolled-back (restored) or undone event.
+Each event names its ``engine`` and ``target``; a ``started`` that no decision follows was
+interrupted, and is closed by a ``rolled_back`` with reason ``interrupted``
+(components/rollout/rollout_flow.py).
 """
 
 from __future__ import annotations
