@@ -20,9 +20,10 @@ handler that restores the previous entry when the run did not succeed.
   recorded, wait until the old version answers, record ``rolled_back``.
 
 Target ``kserve`` is refused here (exit 2): its canary runs in the KFP pipeline or with
-``llmw rollout start --target kserve --engine kubernetes``. The step functions are a few lines
-calling ``components.rollout.job_steps``/``job_argo``/``job_collection``; the template is built
-in ``workflows.model_rollout_template``.
+``llmw rollout start --target kserve --engine kubernetes``; so is engine ``ray-local`` (the
+resource steps go to the Kubernetes API; the KFP pipeline runs on ray-local). The step
+functions are a few lines calling ``components.rollout.job_steps``/``job_argo``/
+``job_collection``; the template is built in ``workflows.model_rollout_template``.
 
 No ``from __future__ import annotations`` here: Hera reads the step functions' annotations to
 build each template's inputs and outputs.
@@ -88,6 +89,11 @@ def stage(
             raise ValueError(
                 "target kserve: the WorkflowTemplate rolls out onto the RayService; run the "
                 "KServe canary with the KFP pipeline or llmw rollout start --engine kubernetes"
+            )
+        if params["target"] == "rayservice" and params["engine"] == "ray-local":
+            raise ValueError(
+                "engine ray-local: the WorkflowTemplate patches the RayService through the "
+                "Kubernetes API; on ray-local run the KFP pipeline (--engine kfp-local)"
             )
         return {"params": params, "staged": stage_step(params)}
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from workflows import model_rollout
 from workflows.rbac import resource_rules
 from workflows.render import render_template
 
@@ -107,3 +110,35 @@ def test_steps_use_the_cluster_model_store(default_settings: Any) -> None:
     for name in ("stage", "render", "gate", "promote", "restore-plan", "restored", "outcome"):
         env = {e["name"]: e.get("value") for e in templates[name]["script"]["env"]}
         assert env["LLMW_MODEL_STORE_URI"] == default_settings.cluster_model_store_uri, name
+
+
+@pytest.mark.parametrize(
+    ("target", "engine", "words"),
+    [
+        (
+            "kserve",
+            "kubernetes",
+            "target kserve: the WorkflowTemplate rolls out onto the RayService",
+        ),
+        (
+            "rayservice",
+            "ray-local",
+            "engine ray-local: the WorkflowTemplate patches the RayService",
+        ),
+    ],
+)
+def test_what_the_template_cannot_do_is_refused_first(
+    target: str, engine: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from components.registry import get_job
+
+    values = {name: "" for name in get_job(NAME).parameter_names()}
+    given = {"model": "/m", "app": "llm", "version": "v1", "target": target, "engine": engine}
+    defaults = {"canary": "0", "memory_gb": "0", "gpu_fraction": "0", "min_success_rate": "1",
+                "max_p95_ms": "0", "max_quality_drop": "0.1", "min_quality": "0", "rounds": "1",
+                "sources": "[]", "keep": "1", "keep_failed": "false", "top_k": "5",
+                "max_recall_drop": "0.05", "max_mrr_drop": "0.05"}  # fmt: skip
+    with pytest.raises(SystemExit) as exited:
+        model_rollout.stage(**{**values, **defaults, **given})
+    assert exited.value.code == 2  # bad input: not retried
+    assert words in capsys.readouterr().err
