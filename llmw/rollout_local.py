@@ -98,6 +98,8 @@ def _describe(result: dict[str, Any]) -> str:
         lines.append(f"serving {result['ready_s']:g} s after the apply")
     if result.get("gate_table"):
         lines += ["", result["gate_table"]]
+    if result.get("gate_report"):
+        lines.append(f"gate report: {result['gate_report']}")
     if result.get("reason"):
         lines.append(f"rolled back ({result['reason']}); {result.get('previous_version')} "
                      f"serves again after {result.get('restore_s')} s")  # fmt: skip

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from components.rollout import gate, history
 from components.rollout.application import ModelRef, RolloutRefused, memory_need_gb
 from components.rollout.catalog import ServeApp
+from components.rollout.gate_report import store_gate_report
 from components.rollout.staging import stage_model
 
 if TYPE_CHECKING:
@@ -206,6 +207,7 @@ def _decide(
     result["apply_to_decision_s"] = round(time.monotonic() - started, 2)
     if report is not None:
         result["gate"], result["gate_table"] = report.to_json(), report.table()
+        result["gate_report"] = store_gate_report(report, name, record["version"], settings)
         history.append_event(name, _event(backend, event="gate", gate=report.to_json(), **record),
                              settings)  # fmt: skip
     if failure is None:

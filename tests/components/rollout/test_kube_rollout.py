@@ -90,6 +90,8 @@ def test_rollout_promotes_rolls_back_and_undoes(cluster: FakeCluster, tmp_path: 
     third = roll(settings, model, "v3")
     assert third["outcome"] == "rolled_back", third
     assert third["reason"].startswith("gate failed: success_rate 0.000")
+    page = Path(third["gate_report"]).read_text()  # stored whether the gate passes or not
+    assert "v3" in third["gate_report"] and "<svg" in page and "success_rate" in page
     assert live_apps(cluster)["embeddings"]["args"]["model_version"] == "v2"
     assert app_status(cluster) == "RUNNING" and answering(cluster) == "v2"
 
