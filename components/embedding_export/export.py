@@ -23,6 +23,7 @@ from components.embedding_export.gate import (
     figures,
     gate_texts,
     measure,
+    measure_reference,
     shipped_gate_set,
 )
 from components.embedding_export.manifest import (
@@ -157,7 +158,7 @@ def gate(
     batch = settings.embedding_batch_size
     candidate = ExportedEmbedder(folder, batch_size=batch, manifest=manifest)
     return compare(
-        measure(reference, gate_set),
+        measure_reference(reference, gate_set),
         measure(candidate, gate_set),
         settings.embedding_gate_max_recall_drop,
         settings.embedding_gate_max_mrr_drop,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -98,6 +99,19 @@ def measure(embedder: Embedder, gate_set: GateSet) -> SideFigures:
     return SideFigures(
         evaluate(retrieve, queries, k=5), evaluate(retrieve, queries, k=10), vectors, speed
     )
+
+
+_REFERENCES: weakref.WeakKeyDictionary[Any, dict[GateSet, SideFigures]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def measure_reference(embedder: Embedder, gate_set: GateSet) -> SideFigures:
+    """``measure`` for the fp32 side, once per embedder and gate set (candidates share it)."""
+    known = _REFERENCES.setdefault(embedder, {})
+    if gate_set not in known:
+        known[gate_set] = measure(embedder, gate_set)
+    return known[gate_set]
 
 
 def compare(

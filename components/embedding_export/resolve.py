@@ -98,16 +98,10 @@ def candidates(backend: str, precision: str) -> list[tuple[Backend, Precision]]:
 
 
 def _exported(folder: Path, settings: Settings) -> Embedder:
-    from components.embedding_export.manifest import read_manifest
+    """An exported folder runs as its manifest says, whatever embedding_backend names (the
+    placement's per-stack backend is for models that are not exports)."""
     from components.embedding_export.runtime import ExportedEmbedder
 
-    manifest = read_manifest(folder, verify=False)
-    for field, asked, has in (
-        ("embedding_backend", settings.embedding_backend, manifest.backend),
-        ("embedding_precision", settings.embedding_precision, manifest.precision),
-    ):
-        if asked not in ("auto", has):
-            raise ValueError(f"{folder} is a {has} export; {field} asks for {asked}")
     return ExportedEmbedder(
         folder, device=settings.embedding_device, batch_size=settings.embedding_batch_size
     )
@@ -162,7 +156,10 @@ def _choose(
 def _first_passing(
     model: str, folder: Path, pairs: Sequence[tuple[Backend, Precision]], settings: Settings
 ) -> tuple[str | None, list[str]]:
+    from components.ingest.embedders import SentenceTransformerEmbedder
+
     refusals: list[str] = []
+    reference: Embedder | None = None  # torch fp32, loaded once for every candidate's gate
     for backend, precision in pairs:
         name = f"{backend}-{precision}"
         if is_export(folder / name):
@@ -170,8 +167,9 @@ def _first_passing(
         note(f"exporting {model} to {backend} {precision} and gating it (once; cached in {folder})")
         request = ExportRequest(model=model, backend=backend, precision=precision)
         building = folder / f".{name}.building-{os.getpid()}"
+        reference = reference or SentenceTransformerEmbedder(model, device="cpu")
         try:
-            outcome = build_export(request, building, settings)
+            outcome = build_export(request, building, settings, reference=reference)
         except GateRefusedError as exc:
             refusals.append(str(exc))
             note(exc.result.markdown())
