@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 
-.PHONY: demo test lint typecheck pytest bench bench-bridge bench-embeddings bench-rollout install clean lock images
+.PHONY: demo test lint typecheck checkov pytest bench bench-bridge bench-embeddings bench-rollout install clean lock images
 
 install: $(STAMP)
 
@@ -37,10 +37,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# checkov pins tabulate<0.10 (the lock has 0.10.0), so it lives in a venv of its own. It scans
+# every rendered Kubernetes document (testing/k8s_documents.py); skips: .checkov.yaml.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+CHECKOV_VERSION := 3.3.30
+$(TOOLS_STAMP):
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q checkov==$(CHECKOV_VERSION)
+	touch $@
+
+checkov: $(STAMP) $(TOOLS_STAMP)
+	rm -rf build/checkov
+	$(PY) -m testing.k8s_documents build/checkov > /dev/null
+	$(TOOLS)/bin/checkov --config-file .checkov.yaml -d build/checkov
+
 pytest: $(STAMP)
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck checkov pytest
 
 bench: $(STAMP)
 	$(PY) -m bench.ingest
@@ -88,4 +103,4 @@ images: $(STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) .llmw .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .llmw .mypy_cache .ruff_cache .pytest_cache

@@ -32,6 +32,10 @@ from pydantic import BaseModel
 
 from components.cluster.placement import Placement
 from components.orchestration.parameter_text import argument_text
+from components.orchestration.pod_security import (
+    container_security_context,
+    pod_security_context,
+)
 from components.orchestration.step_resources import step_resources
 from components.registry import JobSpec, RetryPolicy, cluster_env
 from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings
@@ -49,6 +53,9 @@ STATUS_STEP = "record-status"
 COLLECTION_MUTEX = "llmw-collection-{{workflow.parameters.collection}}"
 # Succeeded pods go at once; failed ones stay for their logs until the workflow's TTL.
 POD_GC_STRATEGY = "OnPodSuccess"
+# The pods run as the images' non-root user; containers drop every capability.
+POD_SECURITY = m.PodSecurityContext(**pod_security_context())
+CONTAINER_SECURITY = m.SecurityContext(**container_security_context())
 
 
 def service_account(job_name: str) -> str:
@@ -62,7 +69,8 @@ def workflow_template(
 ) -> WorkflowTemplate:
     """The job's template in the settings' namespace, running ``main`` then the exit handler,
     as the job's own ServiceAccount, within ``settings.workflow_timeout_s``, deleted after the
-    settings' TTL; with ``mutex``, one run at a time per mutex name."""
+    settings' TTL, its pods as the images' non-root user; with ``mutex``, one run at a time per
+    mutex name."""
     synchronization = m.Synchronization(mutexes=[m.Mutex(name=mutex)]) if mutex else None
     return WorkflowTemplate(
         name=job.name,
@@ -82,6 +90,7 @@ def workflow_template(
             secondsAfterFailure=settings.argo_ttl_after_failure_s,
         ),
         pod_gc=m.PodGC(strategy=POD_GC_STRATEGY),
+        security_context=POD_SECURITY,
         synchronization=synchronization,
     )
 
@@ -237,8 +246,9 @@ def step_kwargs(
     placement: Placement | None = None,
 ) -> dict[str, Any]:
     """A step's Script keywords: CPU and memory requests and limits and the per-attempt
-    ``activeDeadlineSeconds`` from its profile, its ``retry`` policy, and its ``placement``
-    (node selector, tolerations, the GPU limit beside CPU and memory)."""
+    ``activeDeadlineSeconds`` from its profile, its container's security context, its
+    ``retry`` policy, and its ``placement`` (node selector, tolerations, the GPU limit beside
+    CPU and memory)."""
     sized = step_resources(job.name, step, settings)
     kwargs: dict[str, Any] = placement_kwargs(placement) if placement is not None else {}
     gpu = kwargs.pop("resources", None)
@@ -250,6 +260,7 @@ def step_kwargs(
         limits={k: m.Quantity(root=v) for k, v in limits.items()},
     )
     kwargs["active_deadline_seconds"] = sized.timeout_s
+    kwargs["security_context"] = CONTAINER_SECURITY
     if retry is not None:
         kwargs["retry_strategy"] = retry_strategy(retry)
     return kwargs

@@ -25,6 +25,10 @@ from typing import Any
 
 from components.cluster.inventory import ClusterInventory, Node, load_inventory
 from components.cluster.placement import Placement
+from components.orchestration.pod_security import (
+    container_security_context,
+    pod_security_context,
+)
 from components.orchestration.rendered_files import write_rendered
 from components.rollout.application import ModelRef, app_entry, check_share, place_app
 from components.rollout.catalog import Resources, ServingCatalog, load_catalog
@@ -85,6 +89,12 @@ def _secret_env(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
+def _pod_security() -> dict[str, Any]:
+    """A Ray pod's security: the images' non-root user; no service account token (Ray talks to
+    no Kubernetes API: KubeRay does, with its own account)."""
+    return {"automountServiceAccountToken": False, "securityContext": pod_security_context()}
+
+
 def head_group(catalog: ServingCatalog, inventory: ClusterInventory) -> dict[str, Any]:
     """The head: the GCS, the dashboard KubeRay talks to, the Serve controller and proxy."""
     rayservice = catalog.rayservice
@@ -93,14 +103,16 @@ def head_group(catalog: ServingCatalog, inventory: ClusterInventory) -> dict[str
         "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
         "template": {
             "spec": {
+                **_pod_security(),
                 "containers": [
                     {
                         "name": "ray-head",
                         "image": image,
                         "ports": [{"name": n, "containerPort": p} for n, p in HEAD_PORTS],
                         "resources": _resources(rayservice.head_resources),
+                        "securityContext": container_security_context(),
                     }
-                ]
+                ],
             }
         },
     }
@@ -138,7 +150,10 @@ def worker_group(
     rayservice = catalog.rayservice
     resources = rayservice.worker_resources_by_node.get(node.name, rayservice.worker_resources)
     env = [{"name": k, "value": v} for k, v in sorted(gpu.env.items())] + _secret_env(settings)
-    pod: dict[str, Any] = {"nodeSelector": {"kubernetes.io/hostname": node.hostname}}
+    pod: dict[str, Any] = {
+        **_pod_security(),
+        "nodeSelector": {"kubernetes.io/hostname": node.hostname},
+    }
     if node.taints:
         pod["tolerations"] = [t.toleration() for t in node.taints]
     pod["containers"] = [
@@ -147,6 +162,7 @@ def worker_group(
             "image": image,
             "env": env,
             "resources": _resources(resources, {gpu.resource: gpu.count}),
+            "securityContext": container_security_context(),
         }
     ]
     return {

@@ -32,6 +32,7 @@ def test_compile_writes_every_pipeline_identically_from_any_folder(tmp_path: Pat
         "document-removal.kfp.yaml",
         "model-rollout.argo.yaml",
         "model-rollout.kfp.yaml",
+        "workflows-rbac.k8s.yaml",  # the templates' ServiceAccounts and Roles
     ]
     names.append("bridge/bridge.k8s.yaml")  # the NATS bridge's manifests
     names.append("serving/ai-inference.rayservice.yaml")  # the cluster's RayService

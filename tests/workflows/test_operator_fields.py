@@ -4,6 +4,7 @@ the collection mutex, and retries that leave bad input alone."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from components.exit_codes import EXIT_BAD_INPUT
+from components.orchestration.pod_security import RUN_AS_UID
 from components.orchestration.schema_validation import SchemaViolationError, validate_document
 from components.orchestration.step_resources import step_resources
 from components.registry import JOBS
@@ -20,6 +22,7 @@ from workflows.registry import TEMPLATES
 from workflows.render import RBAC_FILE, rbac_text, render_all, render_template
 
 PROCESS_KINDS = ("script", "container")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def leaf_templates(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -57,6 +60,32 @@ def test_every_template_has_its_account_deadline_ttl_and_pod_gc(
     assert spec["activeDeadlineSeconds"] == default_settings.workflow_timeout_s == 86400
     assert spec["ttlStrategy"] == {"secondsAfterFailure": 604800, "secondsAfterSuccess": 86400}
     assert spec["podGC"] == {"strategy": "OnPodSuccess"}
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_every_pod_runs_as_the_images_non_root_user(name: str, default_settings: Settings) -> None:
+    document = render_template(name, default_settings)
+    assert document["spec"]["securityContext"] == {
+        "fsGroup": 10001,
+        "runAsGroup": 10001,
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    for template in leaf_templates(document):
+        body = next(template[k] for k in PROCESS_KINDS if k in template)
+        assert body["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        }, template["name"]
+
+
+def test_the_images_run_as_that_user() -> None:
+    recipes = sorted((REPO / "images").glob("*.Containerfile"))
+    assert recipes
+    for recipe in recipes:
+        users = re.findall(r"^USER\s+(\S+)", recipe.read_text(), flags=re.MULTILINE)
+        assert users and users[-1] == str(RUN_AS_UID), recipe.name
 
 
 def test_writers_of_a_collection_share_its_mutex(default_settings: Settings) -> None:
