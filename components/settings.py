@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     # <store>/<name>/<version>/ with a manifest: a local folder (the embedded default on one
     # machine) or s3://bucket[/prefix] (MinIO in the cluster), read through the minio client.
     model_store_uri: str = ".llmw/models"
+    # The store the compiled model-rollout steps use instead (a pod's folder is its own).
+    cluster_model_store_uri: str = "s3://models"
     # The GPU memory a model needs, when not given: the size of its weights times this factor.
     rollout_memory_factor: float = Field(1.2, ge=1.0)
     # The serving catalog: the RayService's name and groups, and each Ray Serve application

@@ -62,7 +62,7 @@ def plan(
     params = job_params(**locals())
     # stdout is the step's result: anything a library prints goes to the log (stderr) instead.
     # Bad input exits 2 with one line, which the retry strategy does not retry.
-    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input("batch plan"), contextlib.redirect_stdout(sys.stderr):
         return plan_shards(params)
 
 
@@ -84,7 +84,7 @@ def infer_shard(
     from components.inference.steps import job_params, run_shard
 
     params = job_params(**locals())
-    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input("batch shard"), contextlib.redirect_stdout(sys.stderr):
         return run_shard(params, shard)
 
 
@@ -108,7 +108,7 @@ def merge(
     from components.inference.steps import job_params, merge_shards, report_markdown
 
     params = job_params(**locals())
-    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input("batch merge"), contextlib.redirect_stdout(sys.stderr):
         result = merge_shards(params, json.loads(planned))
     common.write_summary(summary, report_markdown(result, params))
     return result

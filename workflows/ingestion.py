@@ -66,7 +66,7 @@ def plan(
 
     # stdout is the step's result: anything a library prints goes to the log (stderr) instead.
     # Bad input exits 2 with one line, which the retry strategy does not retry.
-    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input("ingest plan"), contextlib.redirect_stdout(sys.stderr):
         return plan_shards(_params(source, collection, milvus_uri, prune), run_id=run_id)
 
 
@@ -78,7 +78,7 @@ def ingest_shard(
     from components.ingest.steps import ingest_shard as step
     from components.ingest.steps import store_shard_report
 
-    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input("ingest shard"), contextlib.redirect_stdout(sys.stderr):
         result = step(_params(source, collection, milvus_uri, prune), shard, listing)
         return store_shard_report(result, report)
 
@@ -96,7 +96,7 @@ def report(
     from components.ingest.steps import finish_ingestion, report_markdown
 
     params = _params(source, collection, milvus_uri, prune)
-    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input("ingest finish"), contextlib.redirect_stdout(sys.stderr):
         result = finish_ingestion(params, None, json.loads(planned))
     common.write_summary(summary, report_markdown(result, params))
     return result

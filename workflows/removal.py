@@ -41,7 +41,7 @@ def remove(
 
     # Bad input (JSON that isn't a list of document URIs…) exits 2 with one line, which the
     # retry strategy does not retry; stdout is the result, so library output goes to stderr.
-    with refusing_bad_input(), contextlib.redirect_stdout(sys.stderr):
+    with refusing_bad_input("remove documents"), contextlib.redirect_stdout(sys.stderr):
         params = {"uris": json.loads(uris), "collection": collection}
         result = removal_step({**params, "milvus_uri": milvus_uri or None})
     common.write_summary(summary, removal_markdown(result))

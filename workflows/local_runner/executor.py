@@ -15,6 +15,7 @@ from components.exit_codes import step_error
 from .deadlines import Deadline, Limit, run_group
 from .expressions import parse_duration
 from .model import NodeError, NodeStatus, Outcome, UnsupportedFeatureError, safe_name
+from .resource import run_resource
 from .retrying import LastRetry, RetryRule, backoff_delay
 from .templating import substitute, substitute_all
 
@@ -107,6 +108,10 @@ class LeafExecutor:
         """One attempt: its outcome and the process's exit code (None when it never exited)."""
         where = f"template {tmpl['name']!r}"
         scope = {**scope, "retries": str(attempt), "pod.name": node.name}
+        if "resource" in tmpl:  # API calls made here, no process (resource.py)
+            limit = self._limit(tmpl, node, node_timeout or Deadline())
+            folder = self.work_dir / "nodes" / safe_name(node.name) / f"attempt-{attempt}"
+            return run_resource(tmpl, scope, folder, self.env, (limit.seconds, limit.reason)), None
         launch = self._prepare(tmpl, scope, node, attempt, where)
         limit = self._limit(tmpl, node, node_timeout or Deadline())
         stderr_path = launch.folder / "stderr.log"

@@ -9,6 +9,7 @@ from typing import Any
 
 from .expressions import evaluate_when
 from .model import UnsupportedFeatureError
+from .resource import check_outputs, check_resource
 from .retrying import RETRY_POLICIES, parse_retry_expression
 from .synchronization import check_synchronization
 from .templating import VARIABLE
@@ -16,6 +17,7 @@ from .templating import VARIABLE
 # Template fields: what argo-local does with each. Anything else is refused.
 _HONOURED = {"name", "inputs", "outputs", "steps", "dag", "script", "container", "parallelism"}
 _HONOURED |= {"retryStrategy", "failFast", "timeout", "activeDeadlineSeconds", "synchronization"}
+_HONOURED |= {"resource"}
 _CLUSTER_ONLY = {"metadata", "nodeSelector", "tolerations", "affinity", "serviceAccountName"}
 _CLUSTER_ONLY |= {"podSpecPatch", "priorityClassName", "securityContext", "volumes"}
 _CLUSTER_ONLY |= {"automountServiceAccountToken", "archiveLocation", "hostAliases"}
@@ -55,11 +57,14 @@ def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
 
 def _check_template(where: str, tmpl: Mapping[str, Any]) -> None:
     _check_keys(where, tmpl, _HONOURED | _CLUSTER_ONLY)
-    kinds = [k for k in ("steps", "dag", "script", "container") if k in tmpl]
+    kinds = [k for k in ("steps", "dag", "script", "container", "resource") if k in tmpl]
     if len(kinds) != 1:
         raise UnsupportedFeatureError(
-            f"{where}: needs exactly one of steps, dag, script, container (has {kinds})"
+            f"{where}: needs exactly one of steps, dag, script, container, resource (has {kinds})"
         )
+    if "resource" in tmpl:
+        check_resource(where, tmpl["resource"])
+        check_outputs(where, tmpl)
     if tmpl.get("inputs", {}).get("artifacts"):
         raise UnsupportedFeatureError(f"{where}: input artifacts are not supported")
     _check_retry(where, tmpl.get("retryStrategy"))

@@ -29,8 +29,9 @@ def test_unsupported_features_are_refused_before_running(tmp_path: Path) -> None
     policy = document([script("main", "print(1)", retryStrategy={"limit": 1, "retryPolicy": "X"})])
     with pytest.raises(UnsupportedFeatureError, match="retryPolicy 'X'"):
         ArgoLocalRunner(policy, work_dir=tmp_path)
-    resource = document([{"name": "main", "resource": {"action": "create", "manifest": "{}"}}])
-    with pytest.raises(UnsupportedFeatureError, match="resource"):
+    # resource templates run (test_resource_template.py); an artifact manifest does not
+    resource = document([{"name": "main", "resource": {"action": "create", "manifestFrom": {}}}])
+    with pytest.raises(UnsupportedFeatureError, match=r"resource: .*manifestFrom"):
         ArgoLocalRunner(resource, work_dir=tmp_path)
 
 
