@@ -1,11 +1,10 @@
 """The Ray Serve config in a RayService's ``serveConfigV2``: build, check, parse, dump.
 
 What KubeRay sends to the Ray dashboard (``PUT /api/serve/applications/``) and Ray validates
-with ``ray.serve.schema.ServeDeploySchema``. Ray is not installed here, so ``check_serve_config``
-mirrors that schema's field names and the rules this project relies on (unknown fields refused,
-application names and route prefixes each once, ``import_path`` as ``module:attribute``,
-``num_gpus`` and resources not negative); Ray's own check runs where Ray does (ray-local, the
-cluster). Each application's GPU deployment is placed by ``ray_actor_options``: its ``num_gpus``
+with ``ray.serve.schema.ServeDeploySchema``. ``check_serve_config`` runs that schema, after this
+project's stricter rules, which Ray's leaves out (unknown fields refused, application names and
+route prefixes each once, ``import_path`` as ``module:attribute``, ``num_gpus`` and resources not
+negative). Each application's GPU deployment is placed by ``ray_actor_options``: its ``num_gpus``
 share and a custom resource that only its node's worker group advertises (``node_resource``).
 """
 
@@ -123,17 +122,21 @@ class ServeConfigError(ValueError):
 
 
 def check_serve_config(config: dict[str, Any]) -> None:
-    """ServeConfigError unless ``config`` passes the mirrored ServeDeploySchema rules."""
-    try:
-        ServeConfig.model_validate(config)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ServeConfigError(
-            f"serveConfigV2 is not a valid Ray Serve config: {problems}"
-        ) from None
+    """ServeConfigError unless ``config`` passes this project's rules and then Ray Serve's own
+    ``ServeDeploySchema`` (imported here: Ray is heavy, and most commands never check)."""
+    from ray.serve.schema import ServeDeploySchema
+
+    for model in (ServeConfig, ServeDeploySchema):
+        try:
+            model.model_validate(config)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ServeConfigError(
+                f"serveConfigV2 is not a valid Ray Serve config: {problems}"
+            ) from None
 
 
 def parse_serve_config(text: str) -> dict[str, Any]:

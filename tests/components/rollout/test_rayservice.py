@@ -197,6 +197,11 @@ def test_the_serve_config_rules(document: dict[str, Any]) -> None:
     bad_path["applications"][0]["import_path"] = "serving llm"
     with pytest.raises(ServeConfigError, match="import_path"):
         check_serve_config(bad_path)
+    # What only Ray Serve's own ServeDeploySchema refuses: a negative replica count.
+    negative = json.loads(json.dumps(config))
+    negative["applications"][0]["deployments"][0]["num_replicas"] = -1
+    with pytest.raises(ServeConfigError, match="num_replicas"):
+        check_serve_config(negative)
 
 
 def test_a_replaced_inventory_gets_a_worker_group_per_gpu_node(
