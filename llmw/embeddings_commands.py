@@ -145,7 +145,7 @@ def default_command(
     manifest = json.loads((Path(folder) / "llmw-embedding.json").read_text()) if folder else {}
     chosen = f"{manifest['backend']} {manifest['precision']}" if folder else "torch fp32"
     if as_json:
-        typer.echo(json.dumps({"choice": chosen, "folder": folder or None, **record}))
+        typer.echo(json.dumps({**record, "choice": chosen, "folder": folder or None}))
         return
     typer.echo(f"default embedding runtime: {chosen}" + (f" ({folder})" if folder else ""))
     for line in record.get("refused", []):

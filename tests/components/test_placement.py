@@ -56,7 +56,10 @@ def test_embeddings_go_to_drizzt_with_the_gfx_override(inventory: ClusterInvento
     # Both AMD nodes expose amd.com/gpu: only the node selector tells them apart.
     assert placement.node_selector == {"kubernetes.io/hostname": "drizzt"}
     assert (placement.resource, placement.count) == ("amd.com/gpu", 1)
-    assert placement.env == {"HSA_OVERRIDE_GFX_VERSION": "10.3.0"}
+    assert placement.env == {
+        "HSA_OVERRIDE_GFX_VERSION": "10.3.0",
+        "LLMW_EMBEDDING_BACKEND": "torch",
+    }
     assert placement.tolerations == []
     assert placement.gpu_fraction == 0.8
     assert (placement.accelerator, placement.accelerator_type) == (
@@ -64,6 +67,32 @@ def test_embeddings_go_to_drizzt_with_the_gfx_override(inventory: ClusterInvento
         "AMD-Radeon-680M",
     )
     assert placement.image == "ghcr.io/daviestechlabs/llm-workflows:0.1.0-rocm"
+
+
+@pytest.mark.parametrize(
+    ("need", "backend"),
+    [
+        (GpuNeed(framework="sentence-transformers"), "torch"),  # drizzt, ROCm
+        (GpuNeed(framework="sentence-transformers", node="danilo"), "openvino"),  # Intel Arc
+        (GpuNeed(framework="sentence-transformers", vendor="nvidia"), "torch"),  # CUDA
+        (GpuNeed(framework="sentence-transformers", gpu=False), "auto"),
+        (GpuNeed(framework="vllm"), None),  # not an embedding step: no backend
+        (GpuNeed(framework="reranker"), None),
+    ],
+)
+def test_embedding_steps_get_their_stacks_backend(
+    inventory: ClusterInventory, need: GpuNeed, backend: str | None
+) -> None:
+    placement = place(need, inventory)
+    assert placement.embedding_backend == backend
+    assert placement.env.get("LLMW_EMBEDDING_BACKEND") == backend
+
+
+def test_an_unknown_embedding_backend_is_refused(tmp_path: Path) -> None:
+    data = shipped()
+    data["embedding_backends"]["xpu"] = "tensorrt"
+    with pytest.raises(InventoryError, match=r"embedding_backends\.xpu"):
+        load_inventory(write(tmp_path, data))
 
 
 def test_nvidia_work_goes_to_elminster(inventory: ClusterInventory) -> None:
@@ -128,7 +157,8 @@ def test_a_step_without_gpu_gets_the_cpu_image_and_no_resource(
 ) -> None:
     placement = place(GpuNeed(framework="sentence-transformers", gpu=False), inventory)
     assert (placement.node, placement.resource, placement.count) == (None, None, 0)
-    assert (placement.node_selector, placement.tolerations, placement.env) == ({}, [], {})
+    assert (placement.node_selector, placement.tolerations) == ({}, [])
+    assert placement.env == {"LLMW_EMBEDDING_BACKEND": "auto"}  # the gated default on a CPU
     assert placement.resource_limits() == {}
     assert placement.vendor == "cpu"
     assert placement.image == "ghcr.io/daviestechlabs/llm-workflows:0.1.0"
