@@ -114,11 +114,6 @@ def merge(
     return result
 
 
-def record_status(workflow: str, status: str) -> dict[str, str]:
-    """The exit handler's step: record how the run ended (in its log and as its result)."""
-    return common.record_status(TEMPLATE_NAME, workflow, status)
-
-
 # --- the template -----------------------------------------------------------------------------
 
 
@@ -174,14 +169,7 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
             outputs=[common.summary_artifact(TEMPLATE_NAME)],
             **common.step_kwargs(job, "merge", settings, job.retries.finish),
         )
-        with common.main_steps(
-            record_status,
-            image,
-            job.shard_parallelism,
-            report_step="merge",
-            job=job,
-            settings=settings,
-        ) as main:
+        with common.main_steps(job.shard_parallelism, report_step="merge") as main:
             planned = plan_template(name="plan", arguments=workflow_args)
             assert isinstance(planned, Step)
             with main.parallel():

@@ -1,7 +1,8 @@
 """What every llmw WorkflowTemplate shares: its metadata, service account, deadline, TTL, pod GC and
-optional mutex, the Markdown summary artifact, the entrypoint's ``report`` output, the exit
-handler that records how a run ended, and the steps' environment (Secrets, never values),
-retries, CPU/memory (``components.orchestration.step_resources``), deadline and GPU placement.
+optional mutex, the ``traceparent`` parameter, the Markdown summary artifact, the entrypoint's
+``report`` output, and the steps' environment (Secrets, never values, and the run's trace
+context), retries, CPU/memory (``components.orchestration.step_resources``), deadline and GPU
+placement.
 
 What a job declares (``components.registry.JobSpec``: description, shard parallelism, step needs,
 Secrets, retries) is translated here, never restated."""
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,6 @@ from hera.workflows import (
     Parameter,
     RetryStrategy,
     S3Artifact,
-    Script,
     SecretEnv,
     Steps,
     WorkflowTemplate,
@@ -39,13 +39,14 @@ from components.orchestration.pod_security import (
 from components.orchestration.step_resources import step_resources
 from components.registry import JobSpec, RetryPolicy, cluster_env
 from components.settings import MILVUS_SECRET_KEYS, S3_SECRET_KEYS, Settings
+from components.tracing import TRACEPARENT_ENV
 
 ENTRYPOINT = "main"
 EXIT_HANDLER = "exit-handler"
 # Where Hera's runner writes annotated outputs (the summary artifact) inside the container.
 OUTPUTS_DIRECTORY = RunnerScriptConstructor.DEFAULT_HERA_OUTPUTS_DIRECTORY
 SUMMARY_ARTIFACT = "summary"
-# The exit handler's step, by the name step_resources knows it (a light step).
+# model-rollout's exit handler's first step, by the name step_resources knows it (a light step).
 STATUS_STEP = "record-status"
 # One writer per Milvus collection: Milvus Lite and the manifest protocol assume it. Ingestion
 # and removal take this mutex (Argo substitutes workflow parameters in spec.synchronization);
@@ -56,6 +57,9 @@ POD_GC_STRATEGY = "OnPodSuccess"
 # The pods run as the images' non-root user; containers drop every capability.
 POD_SECURITY = m.PodSecurityContext(**pod_security_context())
 CONTAINER_SECURITY = m.SecurityContext(**container_security_context())
+# The workflow parameter carrying the run's W3C trace context ("" when untraced): every step
+# reads it as $TRACEPARENT, so its span joins the request's trace (components.tracing).
+TRACEPARENT_PARAMETER = "traceparent"
 
 
 def service_account(job_name: str) -> str:
@@ -65,12 +69,17 @@ def service_account(job_name: str) -> str:
 
 
 def workflow_template(
-    job: JobSpec, settings: Settings, arguments: list[Parameter], mutex: str | None = None
+    job: JobSpec,
+    settings: Settings,
+    arguments: list[Parameter],
+    mutex: str | None = None,
+    exit_handler: bool = False,
 ) -> WorkflowTemplate:
-    """The job's template in the settings' namespace, running ``main`` then the exit handler,
-    as the job's own ServiceAccount, within ``settings.workflow_timeout_s``, deleted after the
-    settings' TTL, its pods as the images' non-root user; with ``mutex``, one run at a time per
-    mutex name."""
+    """The job's template in the settings' namespace, running ``main`` (then the template
+    ``exit-handler`` when ``exit_handler``), as the job's own ServiceAccount, within
+    ``settings.workflow_timeout_s``, deleted after the settings' TTL, its pods as the images'
+    non-root user; with ``mutex``, one run at a time per mutex name. Its arguments end with the
+    ``traceparent`` parameter."""
     synchronization = m.Synchronization(mutexes=[m.Mutex(name=mutex)]) if mutex else None
     return WorkflowTemplate(
         name=job.name,
@@ -81,8 +90,8 @@ def workflow_template(
         },
         annotations={"workflows.argoproj.io/description": job.description},
         entrypoint=ENTRYPOINT,
-        on_exit=EXIT_HANDLER,
-        arguments=arguments,
+        on_exit=EXIT_HANDLER if exit_handler else None,
+        arguments=[*arguments, trace_parameter()],
         service_account_name=service_account(job.name),
         active_deadline_seconds=settings.workflow_timeout_s,
         ttl_strategy=m.TTLStrategy(
@@ -93,6 +102,21 @@ def workflow_template(
         security_context=POD_SECURITY,
         synchronization=synchronization,
     )
+
+
+def trace_parameter() -> Parameter:
+    """The ``traceparent`` workflow parameter that ``submit_workflow`` sets when a trace is
+    current (not a job parameter: requests cannot set it)."""
+    return Parameter(
+        name=TRACEPARENT_PARAMETER,
+        value="",
+        description="W3C traceparent of the request's trace (set by llmw; empty: untraced)",
+    )
+
+
+def trace_env() -> Env:
+    """``TRACEPARENT`` from the workflow parameter, for every step's container."""
+    return Env(name=TRACEPARENT_ENV, value=f"{{{{workflow.parameters.{TRACEPARENT_PARAMETER}}}}}")
 
 
 def model_arguments(
@@ -147,22 +171,8 @@ def record_status(template_name: str, workflow: str, status: str) -> dict[str, s
 
 
 @contextmanager
-def main_steps(
-    recorder: Callable[[str, str], dict[str, str]],
-    image: str,
-    parallelism: int,
-    report_step: str,
-    *,
-    job: JobSpec | None = None,
-    settings: Settings | None = None,
-) -> Iterator[Steps]:
-    """The entrypoint's Steps, whose ``report`` output is step ``report_step``'s result, then
-    the exit handler running ``recorder`` (the template module's own ``record_status``: the
-    runner names the function by its module), with the job's resources for it when given."""
-    sized = step_kwargs(job, STATUS_STEP, settings) if job and settings else {}
-    status_template = Script(
-        name=STATUS_STEP, source=recorder, constructor="runner", image=image, **sized
-    )
+def main_steps(parallelism: int, report_step: str) -> Iterator[Steps]:
+    """The entrypoint's Steps, whose ``report`` output is step ``report_step``'s result."""
     with Steps(
         name=ENTRYPOINT,
         parallelism=parallelism,
@@ -174,13 +184,6 @@ def main_steps(
         ],
     ) as main:
         yield main
-    # Argo runs the exit handler with the workflow's arguments only: a steps template
-    # passes the run's name and final status ({{workflow.status}}) to the script step.
-    with Steps(name=EXIT_HANDLER):
-        status_template(
-            name=STATUS_STEP,
-            arguments={"workflow": "{{workflow.name}}", "status": "{{workflow.status}}"},
-        )
 
 
 def secret_env(secret: str, keys: tuple[str, ...], optional: bool = False) -> list[SecretEnv]:
@@ -199,7 +202,8 @@ def step_env(
 ) -> list[Any]:
     """Credentials from Kubernetes Secrets (never values); with ``milvus``, the in-cluster Milvus
     server (used when the milvus_uri argument is empty) and its optional token; with
-    ``run_data``, where the run's steps leave data for each other (S3); ``extra`` variables."""
+    ``run_data``, where the run's steps leave data for each other (S3); ``extra`` variables;
+    the run's trace context (``trace_env``)."""
     env: list[Any] = [*secret_env(settings.s3_credentials_secret, S3_SECRET_KEYS)]
     values = cluster_env(settings, milvus=milvus, run_data=run_data)
     env += [Env(name=name, value=value) for name, value in values.items()]
@@ -207,7 +211,7 @@ def step_env(
         # Optional: a Milvus without authentication has no token to mount.
         env += secret_env(settings.milvus_credentials_secret, MILVUS_SECRET_KEYS, optional=True)
     env += [Env(name=name, value=value) for name, value in sorted((extra or {}).items())]
-    return env
+    return [*env, trace_env()]
 
 
 def step_secrets(job: JobSpec, step: str, settings: Settings) -> list[SecretEnv]:

@@ -102,11 +102,6 @@ def report(
     return result
 
 
-def record_status(workflow: str, status: str) -> dict[str, str]:
-    """The exit handler's step: record how the run ended (in its log and as its result)."""
-    return common.record_status(TEMPLATE_NAME, workflow, status)
-
-
 # --- the template -----------------------------------------------------------------------------
 
 
@@ -164,14 +159,7 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
         mutex=common.COLLECTION_MUTEX,
     ) as template:
         plan_template, ingest_template, report_template = step_templates(job, settings)
-        with common.main_steps(
-            record_status,
-            settings.component_image,
-            job.shard_parallelism,
-            report_step="report",
-            job=job,
-            settings=settings,
-        ):
+        with common.main_steps(job.shard_parallelism, report_step="report"):
             planned = plan_template(
                 name="plan", arguments={**workflow_args, "run_id": "{{workflow.uid}}"}
             )

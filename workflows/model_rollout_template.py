@@ -202,13 +202,16 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
     settings = settings or get_settings()
     job = get_job(TEMPLATE_NAME)
     arguments = common.model_arguments(ModelRolloutParams)
-    with common.workflow_template(job, settings, arguments, mutex=MUTEX) as template:
+    with common.workflow_template(
+        job, settings, arguments, mutex=MUTEX, exit_handler=True
+    ) as template:
         parts: dict[str, Any] = {**scripts(job, settings), **resources(job, settings)}
         status = Script(
             name=common.STATUS_STEP,
             source=steps.record_status,
             constructor="runner",
             image=settings.component_image,
+            env=[common.trace_env()],
             **common.step_kwargs(job, common.STATUS_STEP, settings),
         )
         report = m.ValueFrom(parameter="{{steps.outcome.outputs.result}}")

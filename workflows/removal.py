@@ -48,11 +48,6 @@ def remove(
     return result
 
 
-def record_status(workflow: str, status: str) -> dict[str, str]:
-    """The exit handler's step: record how the run ended (in its log and as its result)."""
-    return common.record_status(TEMPLATE_NAME, workflow, status)
-
-
 DESCRIPTIONS = {
     "uris": "JSON list of the documents' source URIs (s3://bucket/key, file:///path)",
     "collection": "Milvus collection",
@@ -79,13 +74,6 @@ def build_template(settings: Settings | None = None) -> WorkflowTemplate:
             outputs=[common.summary_artifact(TEMPLATE_NAME)],
             **common.step_kwargs(job, STEP, settings, job.retries.finish),
         )
-        with common.main_steps(
-            record_status,
-            settings.component_image,
-            job.shard_parallelism,
-            report_step=STEP,
-            job=job,
-            settings=settings,
-        ):
+        with common.main_steps(job.shard_parallelism, report_step=STEP):
             remove_template(name=STEP, arguments=common.parameter_refs(WORKFLOW_PARAMETERS))
     return template

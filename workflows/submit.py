@@ -26,6 +26,8 @@ from hera.workflows.models import SubmitOpts, Workflow, WorkflowSubmitRequest
 
 from components.orchestration.runs import RunStatus, SubmitError, SubmittedRun, follow
 from components.settings import Settings
+from components.tracing import current_traceparent
+from workflows.common import TRACEPARENT_PARAMETER
 from workflows.registry import template_arguments
 
 TERMINAL_STATES = frozenset({"Succeeded", "Failed", "Error"})
@@ -38,6 +40,8 @@ HINTS = {
 }
 _SERVER_MESSAGE = re.compile(r"status code (\d+) with message: `(.*)`\Z", re.DOTALL)
 RUN_LABELS = "app.kubernetes.io/part-of=llm-workflows"
+# The run's trace context on the Workflow's metadata, where an operator finds it (kubectl, the UI).
+TRACEPARENT_ANNOTATION = "llmw.io/traceparent"
 
 
 def run_url(run_id: str, settings: Settings) -> str:
@@ -101,14 +105,21 @@ def submit_workflow(
 ) -> SubmittedRun:
     """Start a run of WorkflowTemplate ``name`` with ``params``; its name is ``run_name`` or
     generated (``<name>-xxxxx``). Returns the run id (the Workflow's name) and its UI link.
+    Inside a recorded span, the run carries its ``traceparent`` (the parameter its steps read,
+    and an annotation for operators).
 
     Raises ParameterError/UnknownPipelineError before anything is sent, SubmitError when the
     server refuses or cannot be reached.
     """
     arguments = template_arguments(name, params)
+    traceparent = current_traceparent()
+    if traceparent:
+        # Added after the job's parameters are checked: a request cannot set it.
+        arguments[TRACEPARENT_PARAMETER] = traceparent
     options = SubmitOpts(
         parameters=[f"{key}={value}" for key, value in arguments.items()],
         labels=RUN_LABELS,
+        annotations=f"{TRACEPARENT_ANNOTATION}={traceparent}" if traceparent else None,
         **({"name": run_name} if run_name else {"generate_name": f"{name}-"}),
     )
     request = WorkflowSubmitRequest(

@@ -35,7 +35,6 @@ def test_two_shards_on_argo_local(local_env: None, tmp_path: Path, tiny_lm: Path
         "infer-shard-transformers(0:0/2)": "Succeeded",
         "infer-shard-transformers(1:1/2)": "Succeeded",
         "merge": "Succeeded",
-        "record-status": "Succeeded",
     }
     summary = (
         tmp_path / ".llmw/argo-local/artifacts/batch-inference/batch-inference-first/summary.md"

@@ -40,7 +40,9 @@ def test_renders_strictly_valid(default_settings: Any, schemas_dir: Path) -> Non
 def test_parameters_are_the_jobs_with_its_defaults(default_settings: Any) -> None:
     spec = render_template(NAME, default_settings)["spec"]
     declared = {p["name"]: p for p in spec["arguments"]["parameters"]}
-    assert list(declared) == list(BatchJobParams.model_fields)
+    # The job's parameters, then the run's trace context (llmw sets it; requests cannot).
+    assert list(declared) == [*BatchJobParams.model_fields, "traceparent"]
+    assert declared.pop("traceparent")["value"] == ""
     assert "value" not in declared["input"] and "value" not in declared["model"]
     assert declared["engine"]["enum"] == ["transformers", "openai", "vllm"]
     assert sorted(declared["engine"]["enum"]) == sorted(ENGINES) == sorted(ENGINE_NEEDS)
@@ -76,7 +78,7 @@ def test_shape_plan_fan_out_per_engine_merge(default_settings: Any) -> None:
     (artifact,) = templates["merge"]["outputs"]["artifacts"]
     assert artifact["s3"] == {"key": "batch-inference/{{workflow.name}}/summary.md"}
     assert artifact["archive"] == {"none": {}}
-    assert spec["onExit"] == "exit-handler"
+    assert "onExit" not in spec
     for name in ("plan", "merge", *(f"infer-shard-{e}" for e in ENGINES)):
         assert templates[name]["retryStrategy"]["limit"] >= 2, name
 

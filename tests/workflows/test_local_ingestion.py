@@ -42,7 +42,7 @@ def test_argo_local_run_equals_plain_ingest(
     assert run["status"] == "Succeeded" and run["workflow"] == "document-ingestion-first"
     nodes = {n["display_name"]: n for n in run["nodes"]}
     assert [n["phase"] for n in nodes.values()] == ["Succeeded"] * len(nodes)
-    assert {"plan", "report", "record-status"} <= set(nodes)
+    assert {"plan", "report"} <= set(nodes)
     (shard,) = [name for name in nodes if name.startswith("ingest-shard(0:")]
     assert '"shard":"0/1"' in shard  # the item: {"listing": ..., "shard": "0/1"}
     shared.check_listing_written_once(tmp_path)
@@ -52,12 +52,6 @@ def test_argo_local_run_equals_plain_ingest(
     stored = Path(result["report"])
     assert stored.match(".llmw/runs/document-ingestion/reports/*/shard-0-of-1.json")
     assert json.loads(stored.read_text())["documents"] == result["documents"]
-    # The exit handler recorded the final status.
-    assert json.loads(nodes["record-status"]["outputs"]["result"]) == {
-        "workflow": "document-ingestion-first",
-        "template": NAME,
-        "status": "Succeeded",
-    }
     # The report's Markdown summary artifact, at its S3 key under the workflow's name.
     summary = Path(nodes["report"]["outputs"]["artifacts"]["summary"])
     assert summary == (
@@ -107,8 +101,6 @@ def test_a_shard_failing_past_its_retries_fails_the_run_and_the_exit_handler_run
     run = caught.value.run
     assert run is not None and run.phase == "Failed"
     assert run.node("report") == []
-    (record,) = run.node("record-status")
-    assert json.loads(record.result or "")["status"] == "Failed"
 
 
 def test_parameters_are_checked_before_anything_runs(local_env: None, tmp_path: Path) -> None:

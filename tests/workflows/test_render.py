@@ -89,7 +89,7 @@ def test_unknown_template_lists_the_known_ones(default_settings: Any) -> None:
         render_template("no-such-pipeline", default_settings)
 
 
-def test_shape_fan_out_retries_exit_handler_and_arguments(default_settings: Any) -> None:
+def test_shape_fan_out_retries_and_arguments(default_settings: Any) -> None:
     document = render_template(NAME, default_settings)
     spec = document["spec"]
     assert document["kind"] == "WorkflowTemplate"
@@ -107,6 +107,11 @@ def test_shape_fan_out_retries_exit_handler_and_arguments(default_settings: Any)
             "enum": ["false", "true"],
             "name": "prune",
             "value": "false",
+        },
+        {
+            "description": "W3C traceparent of the request's trace (set by llmw; empty: untraced)",
+            "name": "traceparent",
+            "value": "",
         },
     ]
     templates = templates_by_name(document)
@@ -158,10 +163,8 @@ def test_shape_fan_out_retries_exit_handler_and_arguments(default_settings: Any)
         ]
         assert script["source"] == "{{inputs.parameters}}"
     assert templates["plan"]["script"]["image"] == default_settings.component_image
-    # The exit handler records the final status.
-    handler = templates[spec["onExit"]]
-    ((record,),) = handler["steps"]
-    assert {"name": "status", "value": "{{workflow.status}}"} in record["arguments"]["parameters"]
+    # No exit handler: Argo keeps how the run ended (llmw status reads it there).
+    assert "onExit" not in spec and "exit-handler" not in templates
     # The Markdown summary goes to MinIO under the workflow's name, as plain text.
     (artifact,) = templates["report"]["outputs"]["artifacts"]
     assert artifact["s3"] == {"key": "document-ingestion/{{workflow.name}}/summary.md"}
@@ -181,7 +184,7 @@ def test_gpu_placement_on_the_embedding_step_only(default_settings: Any) -> None
         "value": "10.3.0",
     }
     assert ingest["script"]["image"].endswith("-rocm")
-    for name in ("plan", "report", "record-status"):
+    for name in ("plan", "report"):
         assert "nodeSelector" not in templates[name]
         assert templates[name]["script"]["resources"] == {
             "limits": {"cpu": "1", "memory": "2Gi"},

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from components.exit_codes import step_error
+from components.tracing import TRACEPARENT_ENV
 
 from .deadlines import Deadline, Limit, run_group
 from .expressions import parse_duration
@@ -180,16 +181,19 @@ class LeafExecutor:
     def _step_env(
         self, body: dict[str, Any], scope: dict[str, str], folder: Path, where: str
     ) -> tuple[dict[str, str], str | None, Path]:
-        """The subprocess environment: this runner's, plus only Hera's runner variables from the
-        template (cluster env — secrets, in-cluster endpoints, GPU variables — is dropped)."""
+        """The subprocess environment: this runner's, plus only Hera's runner variables and the
+        run's trace context from the template (cluster env — secrets, in-cluster endpoints, GPU
+        variables — is dropped). An empty ``TRACEPARENT`` (untraced run) keeps this runner's."""
         env = dict(self.env)
         local_outputs = folder / "hera-outputs"
         outputs_dir: str | None = None
         for var in body.get("env", []):
             name = var.get("name", "")
-            if not name.startswith("hera__") or "value" not in var:
+            if not (name.startswith("hera__") or name == TRACEPARENT_ENV) or "value" not in var:
                 continue
             value = substitute(str(var["value"]), scope, f"{where}.env.{name}")
+            if name == TRACEPARENT_ENV and not value:
+                continue
             if name == "hera__outputs_directory":
                 outputs_dir = value
                 value = str(local_outputs)

@@ -28,6 +28,7 @@ def run_local(
     max_parallel: int = 1,
     max_backoff_s: float = 1.0,
     run_name: str | None = None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
     """Render WorkflowTemplate ``name`` and run it here with ``params``.
 
@@ -37,7 +38,9 @@ def run_local(
     entrypoint's report output, parsed>, "status", "workflow", "outputs", "nodes", "work_dir"}``;
     raises LocalRunError (with ``.run``, and ``.bad_input`` when the step that failed refused
     its input) when the workflow does not succeed — after the exit handler has run. Node folders
-    and artifacts are kept under ``work_dir`` (default ``.llmw/argo-local``).
+    and artifacts are kept under ``work_dir`` (default ``.llmw/argo-local``). ``traceparent``
+    (else the current span's) is the run's ``traceparent`` parameter: the steps' spans join
+    that trace.
     """
     from components.registry import get_job
     from components.settings import get_settings, settings_env
@@ -45,7 +48,11 @@ def run_local(
     from workflows.render import render_template
 
     get_job(name)
+    from components.tracing import current_traceparent
+    from workflows.common import TRACEPARENT_PARAMETER
+
     arguments = template_arguments(name, params)
+    arguments[TRACEPARENT_PARAMETER] = traceparent or current_traceparent() or ""
     document = render_template(name, settings or get_settings())
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     if settings is not None:
