@@ -4,6 +4,7 @@ inside a span; argo-local runs put the steps' spans in that trace."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,18 +52,20 @@ def argo(schemas_dir: Path, clean_env: None) -> Iterator[tuple[OpenAPIContractSe
         yield server, Settings(argo_host=server.url, argo_token=TOKEN)
 
 
-def _in_trace() -> object:
-    """Make the trace TRACEPARENT names current (what the bridge's submit span is)."""
-    return otel_context.attach(tracing.context_from(TRACEPARENT))
+@contextlib.contextmanager
+def _in_trace() -> Iterator[None]:
+    """The trace TRACEPARENT names, current (what the bridge's submit span is)."""
+    token = otel_context.attach(tracing.context_from(TRACEPARENT))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def test_submit_inside_a_trace_passes_it_as_argument_and_annotation(argo: Any) -> None:
     server, settings = argo
-    token = _in_trace()
-    try:
+    with _in_trace():
         submit_workflow("document-ingestion", {"source": "s3://docs/handbook"}, settings)
-    finally:
-        otel_context.detach(token)  # type: ignore[arg-type]
     submit_workflow("document-ingestion", {"source": "s3://docs/handbook"}, settings)
 
     assert server.violations == []
