@@ -85,6 +85,13 @@ def current_traceparent() -> str | None:
     return inject().get(TRACEPARENT_HEADER)
 
 
+def join_trace(traceparent: str) -> None:
+    """In a step: make ``traceparent`` (the run's parameter) this process's ``$TRACEPARENT``; an
+    empty one (an untraced run) leaves the inherited variable as it is (a local engine sets it)."""
+    if traceparent:
+        os.environ[TRACEPARENT_ENV] = traceparent
+
+
 def context_from(traceparent: str | None) -> otel_context.Context:
     """The context a ``traceparent`` names (the empty context for None or a malformed one)."""
     if not traceparent:

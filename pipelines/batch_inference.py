@@ -61,11 +61,14 @@ def plan_batch(
     max_tokens: int,
     temperature: float,
     batch_size: int,
+    traceparent: str = "",
 ) -> list:
     """Read the input once and cut it into shards ("I/N")."""
     from components.exit_codes import refusing_bad_input
     from components.inference.steps import job_params, plan_shards
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     params = job_params(**locals())
     with refusing_bad_input("batch plan"):  # exits 2 with one line: "bad input: ..."
         return plan_shards(params)
@@ -84,11 +87,14 @@ def infer_shard_vllm(
     temperature: float,
     batch_size: int,
     shard: str,
+    traceparent: str = "",
 ) -> dict:
     """Run one shard with vLLM (on its GPU) into its own output file; its report."""
     from components.exit_codes import refusing_bad_input
     from components.inference.steps import job_params, run_shard
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     params = job_params(**locals())
     with refusing_bad_input("batch shard"):
         return run_shard(params, shard)
@@ -107,11 +113,14 @@ def infer_shard_transformers(
     temperature: float,
     batch_size: int,
     shard: str,
+    traceparent: str = "",
 ) -> dict:
     """Run one shard with transformers (CPU) into its own output file; its report."""
     from components.exit_codes import refusing_bad_input
     from components.inference.steps import job_params, run_shard
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     params = job_params(**locals())
     with refusing_bad_input("batch shard"):
         return run_shard(params, shard)
@@ -130,11 +139,14 @@ def infer_shard_openai(
     temperature: float,
     batch_size: int,
     shard: str,
+    traceparent: str = "",
 ) -> dict:
     """Run one shard through an OpenAI-compatible API into its own output file; its report."""
     from components.exit_codes import refusing_bad_input
     from components.inference.steps import job_params, run_shard
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     params = job_params(**locals())
     with refusing_bad_input("batch shard"):
         return run_shard(params, shard)
@@ -157,6 +169,7 @@ def merge(
     metrics: Output[Metrics],
     summary: Output[Markdown],
     results: Output[Dataset],
+    traceparent: str = "",
 ) -> dict:
     """Merge the shards' outputs into the output; log Metrics, a Markdown summary and the
     ``results`` Dataset (the output's URI and counts as its metadata)."""
@@ -170,7 +183,9 @@ def merge(
         report_metrics,
         results_metadata,
     )
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     params = job_params(**locals())
     with refusing_bad_input("batch merge"):
         result = merge_shards(params, planned, shard_reports)
@@ -272,11 +287,12 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         max_tokens: int = default(BatchJobParams, "max_tokens"),
         temperature: float = default(BatchJobParams, "temperature"),
         batch_size: int = default(BatchJobParams, "batch_size"),
+        traceparent: str = "",
     ) -> dict:
         args = dict(
             input=input, output=output, engine=engine, model=model, template=template,
             id_column=id_column, shards=shards, concurrency=concurrency, max_tokens=max_tokens,
-            temperature=temperature, batch_size=batch_size,
+            temperature=temperature, batch_size=batch_size, traceparent=traceparent,
         )  # fmt: skip
 
         planned = parts.plan(**args).set_display_name("plan shards")

@@ -42,12 +42,14 @@ PIPELINE_NAME = "document-ingestion"
 # --- components: thin wrappers over components.ingest.steps -----------------------------------
 
 
-def plan(source: str, collection: str, milvus_uri: str, prune: bool) -> list:
+def plan(source: str, collection: str, milvus_uri: str, prune: bool, traceparent: str = "") -> list:
     """List the source once, write the listing to storage, cut it into shards: a list of
     {"shard": "I/N", "listing": URI}."""
     from components.exit_codes import refusing_bad_input
     from components.ingest.steps import plan_shards
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
     with refusing_bad_input("ingest plan"):  # exits 2 with one line: "bad input: ..."
         return plan_shards(params)
@@ -61,6 +63,7 @@ def ingest_shard(
     shard: str,
     listing: str,
     shard_report: Output[Artifact],
+    traceparent: str = "",
 ) -> None:
     """Ingest one shard's slice of the listing into Milvus; its report is the ``shard_report``
     artifact (JSON), its counts the artifact's metadata."""
@@ -69,7 +72,9 @@ def ingest_shard(
     from components.exit_codes import refusing_bad_input
     from components.ingest.steps import ingest_shard as step
     from components.ingest.steps import report_metrics
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
     with refusing_bad_input("ingest shard"):
         result = step(params, shard, listing)
@@ -87,6 +92,7 @@ def report(
     shard_reports: Input[list[Artifact]],
     metrics: Output[Metrics],
     summary: Output[Markdown],
+    traceparent: str = "",
 ) -> dict:
     """Merge the shards' report artifacts, prune against the planned listing when asked; log
     Metrics and a Markdown summary; returns the run's report (bounded, without nulls)."""
@@ -94,7 +100,9 @@ def report(
 
     from components.exit_codes import refusing_bad_input
     from components.ingest.steps import finish_ingestion, report_markdown, report_metrics
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     params = dict(source=source, collection=collection, milvus_uri=milvus_uri or None, prune=prune)
     reports = []
     for artifact in shard_reports:
@@ -159,8 +167,12 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         collection: str = default(IngestParams, "collection"),
         milvus_uri: str = default(IngestParams, "milvus_uri"),
         prune: bool = default(IngestParams, "prune"),
+        traceparent: str = "",
     ) -> dict:
-        args = dict(source=source, collection=collection, milvus_uri=milvus_uri, prune=prune)
+        args = dict(
+            source=source, collection=collection, milvus_uri=milvus_uri, prune=prune,
+            traceparent=traceparent,
+        )  # fmt: skip
 
         planned = parts.plan(**args).set_display_name("plan shards")
         # Off: the listing changes while the parameters stay the same.

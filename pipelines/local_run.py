@@ -37,7 +37,7 @@ from kfp import local
 
 from components.exit_codes import is_bad_input, step_error
 from components.settings import Settings, settings_env
-from pipelines.registry import get_pipeline, normalize_result, pipeline_arguments
+from pipelines.registry import get_pipeline, normalize_result, pipeline_arguments, with_trace
 
 DEFAULT_PIPELINE_ROOT = Path(".llmw/kfp-local")
 ENV_PREFIX = "LLMW_"
@@ -132,6 +132,7 @@ def run_local(
     settings: Settings | None = None,
     pipeline_root: Path | None = None,
     log: TextIO | None = None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
     """Run pipeline ``name`` with ``params`` through kfp.local; returns its final report.
 
@@ -139,9 +140,11 @@ def run_local(
     Task outputs and artifacts (the Metrics and Markdown summary) are kept under
     ``pipeline_root`` (default ``.llmw/kfp-local``). Raises LocalRunError when a task fails
     after its retries. Without ``settings`` the inherited environment is used as it is.
-    kfp.local's log goes to ``log`` (default: stderr; see above).
+    kfp.local's log goes to ``log`` (default: stderr; see above). ``traceparent`` (else the
+    current span's) is the run's ``traceparent`` parameter: the steps' spans join that trace;
+    with none the steps inherit ``$TRACEPARENT`` (a local engine's worker sets it).
     """
-    arguments = pipeline_arguments(name, params)
+    arguments = with_trace(pipeline_arguments(name, params), traceparent)
     pipeline = get_pipeline(name, settings, for_cluster=False)
     root = (pipeline_root or DEFAULT_PIPELINE_ROOT).resolve()
     root.mkdir(parents=True, exist_ok=True)

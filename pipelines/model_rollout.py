@@ -72,15 +72,18 @@ def rollout_stage(
     max_mrr_drop: float,
     milvus_uri: str,
     staged_model: Output[Model],
+    traceparent: str = "",
 ) -> str:
     """Check the parameters, stage the model; {"params", "staged"} (JSON); the Model artifact."""
-    values = {key: value for key, value in locals().items() if key != "staged_model"}
+    values = {k: v for k, v in locals().items() if k not in ("staged_model", "traceparent")}
     import json
 
     from components.exit_codes import refusing_bad_input
     from components.rollout.job_params import read_params
     from components.rollout.job_steps import stage_step
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     with refusing_bad_input("rollout stage"):  # exits 2 with one line: "bad input: ..."
         params = read_params(values).model_dump(mode="json")
         staged = stage_step(params)
@@ -92,34 +95,40 @@ def rollout_stage(
     return json.dumps({"params": params, "staged": staged})
 
 
-def rollout_render(stage: str) -> str:
+def rollout_render(stage: str, traceparent: str = "") -> str:
     """The new entry, recorded in the history (with the previous one) before anything is
     applied; refused (exit 2) when the cluster would refuse it."""
     import json
 
     from components.exit_codes import refusing_bad_input
     from components.rollout.job_backends import plan_step
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     run = json.loads(stage)
     with refusing_bad_input("rollout render"):
         return json.dumps(plan_step(run["params"], run["staged"]))
 
 
-def rollout_baseline(stage: str, plan: str) -> str:
+def rollout_baseline(stage: str, plan: str, traceparent: str = "") -> str:
     """The gate's requests against the model being replaced ({} when none serves)."""
     import json
 
     from components.rollout.job_backends import baseline_step
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     return json.dumps(baseline_step(json.loads(stage)["params"], json.loads(plan)))
 
 
-def rollout_apply(stage: str, plan: str) -> str:
+def rollout_apply(stage: str, plan: str, traceparent: str = "") -> str:
     """Apply the change and wait until the new version serves."""
     import json
 
     from components.rollout.job_backends import apply_step
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     return json.dumps(apply_step(json.loads(stage)["params"], json.loads(plan)))
 
 
@@ -131,12 +140,15 @@ def rollout_gate(
     metrics: Output[Metrics],
     summary: Output[Markdown],
     report: Output[HTML],
+    traceparent: str = "",
 ) -> str:
     """The gate against the baseline: its Metrics, Markdown and HTML report, pass or not."""
     import json
 
     from components.rollout.job_steps import gate_documents, gate_metrics, gate_step
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     params, route = json.loads(stage)["params"], json.loads(applied)["route"]
     result = gate_step(params, json.loads(plan), json.loads(baseline) or None, route)
     for name, value in gate_metrics(result).items():
@@ -147,20 +159,26 @@ def rollout_gate(
     return json.dumps(result)
 
 
-def rollout_promote(stage: str, plan: str, gate: str) -> str:
+def rollout_promote(stage: str, plan: str, gate: str, traceparent: str = "") -> str:
     """Promote; fails when the gate did not pass (the exit task rolls back)."""
     import json
 
     from components.rollout.job_backends import promote_step
     from components.rollout.job_steps import exiting_on_gate_failure
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     with exiting_on_gate_failure():
         result = promote_step(json.loads(stage)["params"], json.loads(plan), json.loads(gate))
     return json.dumps(result)
 
 
 def rollout_collection(
-    stage: str, metrics: Output[Metrics], summary: Output[Markdown], report: Output[HTML]
+    stage: str,
+    metrics: Output[Metrics],
+    summary: Output[Markdown],
+    report: Output[HTML],
+    traceparent: str = "",
 ) -> str:
     """The embeddings app's model rolled out behind the Milvus alias; its gate's documents."""
     import json
@@ -168,7 +186,9 @@ def rollout_collection(
     from components.exit_codes import refusing_bad_input
     from components.rollout.job_collection import collection_metrics, collection_step
     from components.rollout.job_steps import gate_documents
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     run = json.loads(stage)
     with refusing_bad_input("rollout collection"):
         result = collection_step(run["params"], run["staged"])
@@ -180,13 +200,15 @@ def rollout_collection(
     return json.dumps(result)
 
 
-def rollout_finish(stage: str, result: str) -> str:
+def rollout_finish(stage: str, result: str, traceparent: str = "") -> str:
     """The collection rollout's outcome; fails when it rolled back."""
     import json
 
     from components.rollout.job_collection import collection_outcome
     from components.rollout.job_steps import exiting_on_gate_failure
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     with exiting_on_gate_failure():
         outcome = collection_outcome(json.loads(stage)["params"], json.loads(result))
     return json.dumps(outcome)
@@ -200,12 +222,15 @@ def rollout_conclude(
     target: str,
     engine: str,
     status: dsl.PipelineTaskFinalStatus,
+    traceparent: str = "",
 ) -> dict:
     """The exit task: the outcome of a run that succeeded (the pipeline's output, without
     nulls, which KFP cannot pass); a run that did not gets its previous model back."""
     from components.rollout.job_backends import conclude_step
     from components.rollout.job_steps import without_nulls
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     values = dict(model=model, app=app, version=version, name=name, target=target, engine=engine)
     return without_nulls(conclude_step(values, status.state, status.error_message or ""))
 
@@ -288,29 +313,30 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         max_recall_drop: float = d("max_recall_drop"),
         max_mrr_drop: float = d("max_mrr_drop"),
         milvus_uri: str = d("milvus_uri"),
+        traceparent: str = "",
     ) -> dict:
         scope = dict(locals())  # the parameters (and the closure's names: left out)
         values = {key: scope[key] for key in ModelRolloutParams.model_fields}
         identity = {k: values[k] for k in ("model", "app", "version", "name", "target", "engine")}
-        concluded = setup(parts["conclude"](**identity), "conclude")
+        t = {"traceparent": traceparent}  # every task joins the run's trace
+        concluded = setup(parts["conclude"](**identity, **t), "conclude")
         with dsl.ExitHandler(concluded, name="rollout"):
-            run = setup(parts["stage"](**values), "stage").outputs["Output"]
+            run = setup(parts["stage"](**values, **t), "stage").outputs["Output"]
             with dsl.If(target != "collection", name="serve-rollout"):
-                plan = setup(parts["render"](stage=run), "render").output
-                measured = setup(parts["baseline"](stage=run, plan=plan), "baseline")
-                applied = setup(parts["apply"](stage=run, plan=plan), "apply").after(measured)
+                plan = setup(parts["render"](stage=run, **t), "render").output
+                measured = setup(parts["baseline"](stage=run, plan=plan, **t), "baseline")
+                applied = setup(parts["apply"](stage=run, plan=plan, **t), "apply").after(measured)
                 gated = setup(
                     parts["gate"](
-                        stage=run, plan=plan, baseline=measured.output, applied=applied.output
+                        stage=run, plan=plan, baseline=measured.output, applied=applied.output, **t
                     ),
                     "gate",
                 )
-                setup(
-                    parts["promote"](stage=run, plan=plan, gate=gated.outputs["Output"]), "promote"
-                )
+                promoted = parts["promote"](stage=run, plan=plan, gate=gated.outputs["Output"], **t)
+                setup(promoted, "promote")
             with dsl.Else(name="collection-rollout"):
-                built = setup(parts["collection"](stage=run), "collection")
-                setup(parts["finish"](stage=run, result=built.outputs["Output"]), "finish")
+                built = setup(parts["collection"](stage=run, **t), "collection")
+                setup(parts["finish"](stage=run, result=built.outputs["Output"], **t), "finish")
         # The exit task reads back the outcome the last step kept: a pipeline's output cannot
         # come from inside an ExitHandler.
         output: dict = concluded.output

@@ -7,11 +7,15 @@ from typing import Any, Protocol
 from kfp.dsl.base_component import BaseComponent
 from pydantic import BaseModel
 
+from components import tracing
 from components.inference.models import BatchReport
 from components.ingest.models import IngestReport, RemovalReport
 from components.registry import get_job
 from components.settings import Settings
 from pipelines import batch_inference, ingestion, model_rollout, removal
+
+# Every pipeline's parameter for the run's W3C trace context (default "": untraced).
+TRACEPARENT_PARAMETER = "traceparent"
 
 
 class PipelineBuilder(Protocol):
@@ -54,6 +58,14 @@ def pipeline_arguments(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """
     model = get_job(name).validate(params)
     return {key: value for key, value in model.model_dump(mode="json").items() if value is not None}
+
+
+def with_trace(arguments: dict[str, Any], traceparent: str | None = None) -> dict[str, Any]:
+    """``arguments`` plus the run's ``traceparent`` (the given one, else the current span's)
+    when there is one; added after the job's parameters are checked, so a request cannot set it.
+    Every component joins that trace (``components.tracing.join_trace``)."""
+    traceparent = traceparent or tracing.current_traceparent()
+    return {**arguments, TRACEPARENT_PARAMETER: traceparent} if traceparent else arguments
 
 
 def normalize_result(name: str, result: Any) -> Any:

@@ -35,12 +35,15 @@ def remove(
     milvus_uri: str,
     metrics: Output[Metrics],
     summary: Output[Markdown],
+    traceparent: str = "",
 ) -> dict:
     """Remove the documents ``uris`` names from the collection; returns the report (without
     nulls, which KFP can't pass), logs Metrics and a Markdown summary."""
     from components.exit_codes import refusing_bad_input
     from components.ingest.removal import removal_markdown, removal_metrics, removal_step
+    from components.tracing import join_trace
 
+    join_trace(traceparent)
     params = dict(uris=uris, collection=collection, milvus_uri=milvus_uri or None)
     with refusing_bad_input("remove documents"):  # exits 2 with one line: "bad input: ..."
         result = removal_step(params)
@@ -65,8 +68,11 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         uris: list,
         collection: str = default(RemovalParams, "collection"),
         milvus_uri: str = default(RemovalParams, "milvus_uri"),
+        traceparent: str = "",
     ) -> dict:
-        removed = component(uris=uris, collection=collection, milvus_uri=milvus_uri)
+        removed = component(
+            uris=uris, collection=collection, milvus_uri=milvus_uri, traceparent=traceparent
+        )
         removed.set_display_name("remove documents")
         # Off: what it does depends on Milvus's state, which is outside KFP's cache key; a
         # cached report would claim a removal that was never done again.

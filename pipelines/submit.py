@@ -21,7 +21,7 @@ from components.settings import Settings
 from pipelines.compiler import compile_text
 from pipelines.kfp_client import api_call, make_client, quiet
 from pipelines.pipeline_versions import ensure_version
-from pipelines.registry import pipeline_arguments
+from pipelines.registry import pipeline_arguments, with_trace
 
 __all__ = ["SubmitError", "run_status", "run_url", "submit_run", "wait_for_run"]
 
@@ -43,7 +43,8 @@ def submit_run(
 ) -> SubmittedRun:
     """Compile pipeline ``name`` and start a run of the version holding that content (uploaded
     when new) in ``experiment`` (default: the pipeline's name), which is created when missing.
-    Returns the run id and its UI link.
+    Returns the run id and its UI link. Inside a recorded span, the run carries its
+    ``traceparent`` (the parameter every step joins).
 
     With ``reuse`` (and a ``run_name``), a run of that display name already in the experiment is
     returned instead of starting another: the bridge's retries are idempotent this way.
@@ -51,7 +52,7 @@ def submit_run(
     Raises ParameterError/UnknownPipelineError before anything is sent, SubmitError when the
     API refuses or cannot be reached.
     """
-    arguments = pipeline_arguments(name, params)
+    arguments = with_trace(pipeline_arguments(name, params))
     text = compile_text(name, settings)
     experiment_name = experiment or name
     display_name = run_name or f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"

@@ -55,7 +55,9 @@ def branches(spec: Any) -> dict[str, Any]:
 def test_parameters_are_the_jobs(default_settings: Any) -> None:
     spec = check_ir(compile_text(NAME, default_settings), NAME)
     assert spec.pipeline_info.name == NAME
-    assert sorted(spec.root.input_definitions.parameters) == sorted(JOBS[NAME].parameter_names())
+    # The job's parameters, and the run's trace context (set by llmw, never by a request).
+    expected = [*JOBS[NAME].parameter_names(), "traceparent"]
+    assert sorted(spec.root.input_definitions.parameters) == sorted(expected)
     assert "shard" not in spec.root.input_definitions.parameters
     assert pipeline_arguments(NAME, {"input": "s3://b/in.jsonl", "output": "o", "model": "m"}) == {
         "input": "s3://b/in.jsonl",

@@ -87,7 +87,9 @@ def test_secrets_come_from_kubernetes_secrets_never_values(clean_env: None) -> N
 def test_pipeline_shape_caching_and_retries(default_settings: Any) -> None:
     spec = check_ir(compile_text(NAME, default_settings), NAME)
     assert spec.pipeline_info.name == NAME
-    assert sorted(spec.root.input_definitions.parameters) == sorted(JOBS[NAME].parameter_names())
+    # The job's parameters, and the run's trace context (set by llmw, never by a request).
+    expected = [*JOBS[NAME].parameter_names(), "traceparent"]
+    assert sorted(spec.root.input_definitions.parameters) == sorted(expected)
     tasks = spec.root.dag.tasks
     assert set(tasks) == {"plan", "for-loop-1", "report"}
     loop = tasks["for-loop-1"]

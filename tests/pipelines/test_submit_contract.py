@@ -349,3 +349,26 @@ def test_reuse_returns_the_run_of_that_name_instead_of_starting_another(
     assert again.run_id == first.run_id != other.run_id
     assert len(fake.runs) == 2
     assert operations(server).count("RunService_ListRuns") == 3
+
+
+def test_a_traced_submit_passes_the_traceparent_and_a_request_cannot(
+    server: OpenAPIContractServer, fake: FakeKFP, settings: Any
+) -> None:
+    from opentelemetry import context as otel_context
+
+    from components import tracing
+
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    token = otel_context.attach(tracing.context_from(traceparent))  # the bridge's submit span
+    try:
+        traced = submit_run(NAME, {"source": "s3://docs/a"}, settings, None, None)
+        with pytest.raises(ParameterError, match="traceparent"):
+            submit_run(NAME, {"source": "s3://docs/a", "traceparent": "00-x"}, settings, None, None)
+    finally:
+        otel_context.detach(token)
+    untraced = submit_run(NAME, {"source": "s3://docs/b"}, settings, None, None)
+
+    assert server.violations == []
+    assert len(fake.runs) == 2  # the refused one sent nothing
+    assert fake.runs[traced.run_id]["runtime_config"]["parameters"]["traceparent"] == traceparent
+    assert "traceparent" not in fake.runs[untraced.run_id]["runtime_config"]["parameters"]
