@@ -51,7 +51,8 @@ class TransformersEngine:
         if temperature > 0:
             options["temperature"] = temperature
         with self.torch.no_grad():
-            out = self.model.generate(
+            # transformers 5.19 types the Auto class's generate with a self type it lacks.
+            out = self.model.generate(  # type: ignore[misc]
                 ids,
                 attention_mask=self.torch.ones_like(ids),
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,

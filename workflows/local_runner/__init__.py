@@ -88,7 +88,8 @@ is dropped: values from ``secretKeyRef`` (no cluster Secrets here), the in-clust
 the GPU placement's variables (``HSA_OVERRIDE_GFX_VERSION``); only Hera's runner variables
 (``hera__*``) are kept, with ``hera__outputs_directory`` moved to a folder of the node, and output
 paths under it remapped there, and ``TRACEPARENT`` when the run's ``traceparent`` parameter is set
-(an empty one keeps the runner's own ``$TRACEPARENT``). Node selectors, tolerations, resources and images are ignored.
+(an empty one keeps the runner's own ``$TRACEPARENT``). Node selectors, tolerations, resources
+and images are ignored.
 So are ``serviceAccountName``, ``podGC`` and ``ttlStrategy`` (the node folders stay until removed).
 
 Not supported (refused before anything runs, naming the field): expressions (``{{=...}}``),
