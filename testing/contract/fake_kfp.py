@@ -136,14 +136,36 @@ class FakeKFP:
         }
         return self.versions[version_id]
 
+    def add_pipeline(self, pipeline_id: str, name: str, package: bytes = b"{}") -> None:
+        """A pipeline uploaded beforehand (by an operator), with one version."""
+        self.pipelines[pipeline_id] = {
+            "pipeline_id": pipeline_id,
+            "display_name": name,
+            "created_at": CREATED_AT,
+        }
+        self.add_version(pipeline_id, name, package)
+
+    def latest_version(self, pipeline_id: str) -> str | None:
+        found = [v for v in self.versions.values() if v["pipeline_id"] == pipeline_id]
+        return found[-1]["pipeline_version_id"] if found else None
+
     def create_run(self, request: ContractRequest) -> tuple[int, Any]:
         reference = request.body.get("pipeline_version_reference")
+        body = request.body
         if reference is not None:
-            version = self.versions.get(reference.get("pipeline_version_id", ""))
+            if "pipeline_version_id" not in reference:  # KFP runs the pipeline's latest version
+                latest = self.latest_version(reference.get("pipeline_id", ""))
+                if latest is None:
+                    return 404, grpc_error(
+                        404, f"Pipeline {reference.get('pipeline_id')} not found"
+                    )
+                reference = {**reference, "pipeline_version_id": latest}
+                body = {**body, "pipeline_version_reference": reference}
+            version = self.versions.get(reference["pipeline_version_id"])
             if version is None or version["pipeline_id"] != reference.get("pipeline_id"):
                 return 404, grpc_error(404, f"pipeline version {reference} not found")
         run_id = f"run-{next(self.ids)}"
-        run = {**request.body, "run_id": run_id, "state": "PENDING", "created_at": CREATED_AT}
+        run = {**body, "run_id": run_id, "state": "PENDING", "created_at": CREATED_AT}
         self.runs[run_id] = run
         return 200, run
 

@@ -163,6 +163,8 @@ def test_direct_argo_removal_passes_the_uris_as_json_text(
 
 def test_direct_kfp_creates_a_run_the_kfp_api_accepts(clean_env: None, schemas_dir: Path) -> None:
     fake = FakeKFP()
+    for name in JOBS:  # uploaded beforehand, as LLMW_EVENTS_KFP_PIPELINE_IDS says
+        fake.add_pipeline(f"pipeline-{name}", name)
     spec = schemas_dir / "kfp-api-v2beta1.swagger.json"
     with OpenAPIContractServer(spec, fake.handlers(), token="s3cret") as server:
         settings = Settings(
