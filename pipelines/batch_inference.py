@@ -254,6 +254,17 @@ class _Build:
     for_cluster: bool
 
 
+def _plan_task(build: _Build, args: dict[str, Any]) -> dsl.PipelineTask:
+    """The plan task, uncached (the input may change while the parameters stay the same)."""
+    planned = build.parts.plan(**args).set_display_name("plan shards")
+    planned.set_caching_options(enable_caching=False)
+    apply_retry(planned, retry_policy(build.job.retries.plan, build.for_cluster))
+    if build.for_cluster:
+        cluster_env(planned, build.settings, milvus=False)
+        apply_resources(planned, build.job, "plan", build.settings)
+    return planned
+
+
 def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True) -> BaseComponent:
     """The ``batch-inference`` pipeline for ``settings`` (the process's settings by default).
 
@@ -295,14 +306,7 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
             temperature=temperature, batch_size=batch_size, traceparent=traceparent,
         )  # fmt: skip
 
-        planned = parts.plan(**args).set_display_name("plan shards")
-        # Off: the input may change while the parameters stay the same.
-        planned.set_caching_options(enable_caching=False)
-        apply_retry(planned, retry_policy(job.retries.plan, for_cluster))
-        if for_cluster:
-            cluster_env(planned, settings, milvus=False)
-            apply_resources(planned, job, "plan", settings)
-
+        planned = _plan_task(build, args)
         merged_reports = []
         for index, name in enumerate(job.engines):
             if index == 0:

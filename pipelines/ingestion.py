@@ -17,13 +17,15 @@ as parameter and artifact types.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Metrics, Output
 from kfp.dsl.base_component import BaseComponent
 
+from components.cluster.placement import Placement
 from components.ingest.models import INGEST_SHARD_STEP, IngestParams
-from components.registry import get_job
+from components.registry import JobSpec, get_job
 from components.settings import Settings, get_settings
 from pipelines.common import (
     apply_placement,
@@ -139,6 +141,51 @@ def make_components(
     )
 
 
+def _ingestion_tasks(
+    parts: IngestionComponents,
+    args: dict[str, Any],
+    job: JobSpec,
+    settings: Settings,
+    for_cluster: bool,
+    placement: Placement | None,
+) -> dsl.PipelineTask:
+    """Plan, the shards' ParallelFor and the report inside the pipeline; returns the report."""
+    retries = job.retries
+    planned = parts.plan(**args).set_display_name("plan shards")
+    # Off: the listing changes while the parameters stay the same.
+    planned.set_caching_options(enable_caching=False)
+    apply_retry(planned, retry_policy(retries.plan, for_cluster))
+
+    with dsl.ParallelFor(planned.output, parallelism=shard_parallelism(job, for_cluster)) as spec:
+        ingested = parts.ingest_shard(**args, shard=spec.shard, listing=spec.listing)
+        ingested.set_display_name("ingest shard")
+        # Off: what a shard does depends on Milvus's state, which is outside KFP's cache
+        # key; a cached report would claim work that was never done again.
+        ingested.set_caching_options(enable_caching=False)
+        apply_retry(ingested, retry_policy(retries.shard, for_cluster))
+
+    reported = parts.report(
+        **args,
+        planned=planned.output,
+        shard_reports=dsl.Collected(ingested.outputs["shard_report"]),
+    )
+    reported.set_display_name("report")
+    # Off: it prunes Milvus and must report this run's shards, never an earlier run's.
+    reported.set_caching_options(enable_caching=False)
+    apply_retry(reported, retry_policy(retries.finish, for_cluster))
+
+    if for_cluster:
+        cluster_env(planned, settings, milvus=False, run_data=True)
+        cluster_env(ingested, settings, milvus=True)
+        cluster_env(reported, settings, milvus=True)
+        apply_resources(planned, job, "plan", settings)
+        apply_resources(ingested, job, INGEST_SHARD_STEP, settings)
+        apply_resources(reported, job, "report", settings)
+    if placement is not None:
+        apply_placement(ingested, placement)
+    return reported
+
+
 def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True) -> BaseComponent:
     """The ``document-ingestion`` pipeline for ``settings`` (the process's settings by default).
 
@@ -158,8 +205,6 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
         placement.image if placement else settings.component_image,
         for_cluster,
     )
-    retries = job.retries
-    parallelism = shard_parallelism(job, for_cluster)
 
     @dsl.pipeline(name=PIPELINE_NAME, description=job.description)
     def document_ingestion(
@@ -174,38 +219,7 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
             traceparent=traceparent,
         )  # fmt: skip
 
-        planned = parts.plan(**args).set_display_name("plan shards")
-        # Off: the listing changes while the parameters stay the same.
-        planned.set_caching_options(enable_caching=False)
-        apply_retry(planned, retry_policy(retries.plan, for_cluster))
-
-        with dsl.ParallelFor(planned.output, parallelism=parallelism) as spec:
-            ingested = parts.ingest_shard(**args, shard=spec.shard, listing=spec.listing)
-            ingested.set_display_name("ingest shard")
-            # Off: what a shard does depends on Milvus's state, which is outside KFP's cache
-            # key; a cached report would claim work that was never done again.
-            ingested.set_caching_options(enable_caching=False)
-            apply_retry(ingested, retry_policy(retries.shard, for_cluster))
-
-        reported = parts.report(
-            **args,
-            planned=planned.output,
-            shard_reports=dsl.Collected(ingested.outputs["shard_report"]),
-        )
-        reported.set_display_name("report")
-        # Off: it prunes Milvus and must report this run's shards, never an earlier run's.
-        reported.set_caching_options(enable_caching=False)
-        apply_retry(reported, retry_policy(retries.finish, for_cluster))
-
-        if for_cluster:
-            cluster_env(planned, settings, milvus=False, run_data=True)
-            cluster_env(ingested, settings, milvus=True)
-            cluster_env(reported, settings, milvus=True)
-            apply_resources(planned, job, "plan", settings)
-            apply_resources(ingested, job, INGEST_SHARD_STEP, settings)
-            apply_resources(reported, job, "report", settings)
-        if placement is not None:
-            apply_placement(ingested, placement)
+        reported = _ingestion_tasks(parts, args, job, settings, for_cluster, placement)
         output: dict = reported.outputs["Output"]
         return output
 

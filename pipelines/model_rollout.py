@@ -22,6 +22,7 @@ No ``from __future__ import annotations`` here: KFP reads the component function
 as parameter and artifact types.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl
@@ -273,6 +274,39 @@ def _configure(
         task.set_env_variable("LLMW_MODEL_STORE_URI", settings.cluster_model_store_uri)
 
 
+def _rollout_tasks(
+    parts: dict[str, BaseComponent],
+    setup: Callable[[dsl.PipelineTask, str], dsl.PipelineTask],
+    values: dict[str, Any],
+    target: Any,
+    traceparent: Any,
+) -> Any:
+    """The rollout's tasks inside the pipeline; returns the exit task's output."""
+    identity = {k: values[k] for k in ("model", "app", "version", "name", "target", "engine")}
+    t = {"traceparent": traceparent}  # every task joins the run's trace
+    concluded = setup(parts["conclude"](**identity, **t), "conclude")
+    with dsl.ExitHandler(concluded, name="rollout"):
+        run = setup(parts["stage"](**values, **t), "stage").outputs["Output"]
+        with dsl.If(target != "collection", name="serve-rollout"):
+            plan = setup(parts["render"](stage=run, **t), "render").output
+            measured = setup(parts["baseline"](stage=run, plan=plan, **t), "baseline")
+            applied = setup(parts["apply"](stage=run, plan=plan, **t), "apply").after(measured)
+            gated = setup(
+                parts["gate"](
+                    stage=run, plan=plan, baseline=measured.output, applied=applied.output, **t
+                ),
+                "gate",
+            )
+            promoted = parts["promote"](stage=run, plan=plan, gate=gated.outputs["Output"], **t)
+            setup(promoted, "promote")
+        with dsl.Else(name="collection-rollout"):
+            built = setup(parts["collection"](stage=run, **t), "collection")
+            setup(parts["finish"](stage=run, result=built.outputs["Output"], **t), "finish")
+    # The exit task reads back the outcome the last step kept: a pipeline's output cannot come
+    # from inside an ExitHandler.
+    return concluded.output
+
+
 def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True) -> BaseComponent:
     """The ``model-rollout`` pipeline for ``settings`` (the process's by default);
     ``for_cluster=False`` is the variant kfp.local runs (short backoff, the user's settings)."""
@@ -317,29 +351,7 @@ def build_pipeline(settings: Settings | None = None, *, for_cluster: bool = True
     ) -> dict:
         scope = dict(locals())  # the parameters (and the closure's names: left out)
         values = {key: scope[key] for key in ModelRolloutParams.model_fields}
-        identity = {k: values[k] for k in ("model", "app", "version", "name", "target", "engine")}
-        t = {"traceparent": traceparent}  # every task joins the run's trace
-        concluded = setup(parts["conclude"](**identity, **t), "conclude")
-        with dsl.ExitHandler(concluded, name="rollout"):
-            run = setup(parts["stage"](**values, **t), "stage").outputs["Output"]
-            with dsl.If(target != "collection", name="serve-rollout"):
-                plan = setup(parts["render"](stage=run, **t), "render").output
-                measured = setup(parts["baseline"](stage=run, plan=plan, **t), "baseline")
-                applied = setup(parts["apply"](stage=run, plan=plan, **t), "apply").after(measured)
-                gated = setup(
-                    parts["gate"](
-                        stage=run, plan=plan, baseline=measured.output, applied=applied.output, **t
-                    ),
-                    "gate",
-                )
-                promoted = parts["promote"](stage=run, plan=plan, gate=gated.outputs["Output"], **t)
-                setup(promoted, "promote")
-            with dsl.Else(name="collection-rollout"):
-                built = setup(parts["collection"](stage=run, **t), "collection")
-                setup(parts["finish"](stage=run, result=built.outputs["Output"], **t), "finish")
-        # The exit task reads back the outcome the last step kept: a pipeline's output cannot
-        # come from inside an ExitHandler.
-        output: dict = concluded.output
+        output: dict = _rollout_tasks(parts, setup, values, target, traceparent)
         return output
 
     return model_rollout
