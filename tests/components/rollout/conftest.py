@@ -13,6 +13,7 @@ import yaml
 from components.cluster.inventory import ClusterInventory, default_inventory_path, load_inventory
 from components.rollout.catalog import ServingCatalog, load_catalog
 from components.settings import Settings
+from components.storage.s3 import minio_client
 
 
 def write_model(folder: Path, weights: bytes = b"\x01" * 4096, config: str = '{"a": 1}') -> Path:
@@ -64,3 +65,23 @@ def inventory_with(tmp_path: Path, change: Any) -> Path:
 
 def node_of(data: dict[str, Any], name: str) -> dict[str, Any]:
     return next(n for n in data["nodes"] if n["name"] == name)
+
+
+# More than one 5 MiB part on S3.
+BIG_WEIGHTS_SIZE = 12 * 1024 * 1024
+
+
+@pytest.fixture
+def big_model(tmp_path: Path) -> Path:
+    """The model with 12 MiB of random weights: more than one 5 MiB part on S3."""
+    return write_model(tmp_path / "big-model", weights=os.urandom(BIG_WEIGHTS_SIZE))
+
+
+@pytest.fixture
+def s3_store(s3_settings: Any) -> Any:
+    client = minio_client(s3_settings)
+    if not client.bucket_exists("models"):
+        client.make_bucket("models")
+    for obj in client.list_objects("models", recursive=True):
+        client.remove_object("models", obj.object_name)
+    return s3_settings.model_copy(update={"model_store_uri": "s3://models/store"})
