@@ -72,7 +72,7 @@ class ExportedEmbedder:
         self.encoder = TextEncoder(self.folder, m.max_seq_length, m.do_lower_case, m.inputs)
         self._run = self._session(device)
 
-    def _session(self, device: str | None) -> Callable[[dict[str, Any]], Any]:
+    def _session(self, device: str | None) -> Runner:
         model = str(self.folder / self.manifest.model_file)
         if self.backend == "onnx":
             return _onnxruntime(model)
@@ -86,27 +86,43 @@ class ExportedEmbedder:
         if not texts:
             return []
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        # Each batch is cut in as many parts as the runtime runs at once (OpenVINO's streams).
+        size = max(1, self.batch_size // self._run.parallel)
+        parts = [order[start : start + size] for start in range(0, len(order), size)]
+        outputs = self._run([self.encoder.feeds([texts[i] for i in rows]) for rows in parts])
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            vectors[rows] = self._run(self.encoder.feeds([texts[i] for i in rows]))
+        for rows, output in zip(parts, outputs, strict=True):
+            vectors[rows] = output
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors /= np.where(norms == 0, 1.0, norms)  # int8 drifts off unit length a little
         result: list[list[float]] = vectors.tolist()
-        del vectors
+        del vectors, outputs
         release_freed_memory()
         return result
 
 
-def _onnxruntime(model: str) -> Callable[[dict[str, Any]], Any]:
+class Runner:
+    """Runs the model on a list of input batches; ``parallel`` of them at once."""
+
+    def __init__(self, run: Callable[[list[dict[str, Any]]], list[Any]], parallel: int) -> None:
+        self.run = run
+        self.parallel = max(1, parallel)
+
+    def __call__(self, feeds: list[dict[str, Any]]) -> list[Any]:
+        return self.run(feeds)
+
+
+def _onnxruntime(model: str) -> Runner:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    return lambda feeds: session.run(None, feeds)[0]
+    return Runner(lambda feeds: [session.run(None, feed)[0] for feed in feeds], 1)
 
 
-def _openvino(model: str, device: str | None, hint: str) -> Callable[[dict[str, Any]], Any]:
+def _openvino(model: str, device: str | None, hint: str) -> Runner:
+    import threading
+
     import openvino as ov
 
     core = ov.Core()
@@ -114,11 +130,31 @@ def _openvino(model: str, device: str | None, hint: str) -> Callable[[dict[str, 
     # No device, or the Intel GPU's torch name: its GPU when OpenVINO sees one, else the CPU.
     wants_gpu = asked in ("", "GPU", "XPU", "AUTO") or asked.startswith("GPU.")
     target = "GPU" if wants_gpu and "GPU" in core.available_devices else "CPU"
+    # THROUGHPUT: one stream per core or so, each batch split across them (measured on 2
+    # cores: 65 chunks/s against 52 with one latency-bound stream).
+    config: dict[str, str] = {"PERFORMANCE_HINT": "THROUGHPUT"}
     if target == "CPU":
-        config = {"INFERENCE_PRECISION_HINT": hint}
-    else:  # the GPU plugin computes in f16 unless told otherwise
-        config = {"INFERENCE_PRECISION_HINT": "f32"} if hint == "f32" else {}
+        config["INFERENCE_PRECISION_HINT"] = hint
+    elif hint == "f32":  # the GPU plugin computes in f16 unless told otherwise
+        config["INFERENCE_PRECISION_HINT"] = "f32"
     compiled = core.compile_model(core.read_model(model), target, config)
-    request = compiled.create_infer_request()
-    output = compiled.output(0)
-    return lambda feeds: request.infer(feeds)[output].copy()
+    parallel = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    queue = ov.AsyncInferQueue(compiled, parallel)
+    results: dict[int, Any] = {}
+    queue.set_callback(lambda request, index: results.__setitem__(index, _first(request)))
+
+    lock = threading.Lock()  # one caller's batches at a time (a serve app's threads share it)
+
+    def run(feeds: list[dict[str, Any]]) -> list[Any]:
+        with lock:
+            results.clear()
+            for index, feed in enumerate(feeds):
+                queue.start_async(feed, index)
+            queue.wait_all()
+            return [results.pop(index) for index in range(len(feeds))]
+
+    return Runner(run, parallel)
+
+
+def _first(request: Any) -> Any:
+    return request.get_output_tensor(0).data.copy()
