@@ -95,7 +95,9 @@ def test_one_application_changes_and_every_other_byte_stays(
         "model_version": "v2",
         "model_digest": result.manifest.digest,
     }
-    assert new["embeddings"]["runtime_env"] == {"env_vars": {"HSA_OVERRIDE_GFX_VERSION": "10.3.0"}}
+    assert new["embeddings"]["runtime_env"] == {
+        "env_vars": {"HSA_OVERRIDE_GFX_VERSION": "10.3.0", "LLMW_EMBEDDING_BACKEND": "torch"}
+    }
     assert change.placement.node == "drizzt" and not change.reformatted
 
 
@@ -128,12 +130,13 @@ def test_moving_an_application_changes_its_node_resource_and_env(
     current = render_rayservice(shipped.model_copy(update={"cluster_inventory": wider}))
     change = roll_out(current, "embeddings", staged(), 1.0, catalog, inventory, node="jarlaxle")
     entry = apps(change.after)["embeddings"]
-    assert "runtime_env" not in entry  # HSA_OVERRIDE_GFX_VERSION is drizzt's, not the Arc's
+    # HSA_OVERRIDE_GFX_VERSION is drizzt's, not the Arc's; the Arc runs embeddings on OpenVINO.
+    assert entry["runtime_env"] == {"env_vars": {"LLMW_EMBEDDING_BACKEND": "openvino"}}
     options = entry["deployments"][0]["ray_actor_options"]
     assert options == {"num_cpus": 1, "num_gpus": 0.8, "resources": {"gpu-node-jarlaxle": 0.01}}
     back = roll_out(change.after, "embeddings", staged(), 1.0, catalog, inventory, node="drizzt")
     assert apps(back.after)["embeddings"]["runtime_env"] == {
-        "env_vars": {"HSA_OVERRIDE_GFX_VERSION": "10.3.0"}
+        "env_vars": {"HSA_OVERRIDE_GFX_VERSION": "10.3.0", "LLMW_EMBEDDING_BACKEND": "torch"}
     }
     shares = roll_out(current, "whisper", staged(), 1.0, catalog, inventory, gpu_fraction=0.4)
     assert apps(shares.after)["whisper"]["deployments"][0]["ray_actor_options"]["num_gpus"] == 0.4

@@ -40,7 +40,10 @@ def check_predictor(predictor: dict[str, Any], uri: str) -> None:
     model = predictor["model"]
     assert model["modelFormat"] == {"name": "huggingface"}
     assert model["storageUri"] == uri
-    assert model["env"] == [{"name": "HSA_OVERRIDE_GFX_VERSION", "value": "10.3.0"}]
+    assert model["env"] == [
+        {"name": "HSA_OVERRIDE_GFX_VERSION", "value": "10.3.0"},
+        {"name": "LLMW_EMBEDDING_BACKEND", "value": "torch"},
+    ]
     assert model["resources"]["limits"]["amd.com/gpu"] == 1
     assert model["resources"]["requests"]["amd.com/gpu"] == 1
 

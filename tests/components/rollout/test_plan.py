@@ -41,7 +41,10 @@ def test_a_plan_stages_nothing_and_shows_the_change(
     assert plan["model"] == {"name": "embeddings", "version": "v2", "uri": stage["into"]}
     assert plan["memory_from"] == "weights (4096 B) x 1.2"
     assert plan["placement"]["node"] == "drizzt"
-    assert plan["placement"]["env"] == {"HSA_OVERRIDE_GFX_VERSION": "10.3.0"}
+    assert plan["placement"]["env"] == {
+        "HSA_OVERRIDE_GFX_VERSION": "10.3.0",
+        "LLMW_EMBEDDING_BACKEND": "torch",  # ROCm's embedding runtime (the inventory's)
+    }
     diff = plan["diff"]
     assert diff.startswith(
         "--- current/rayservice/ai-inference\n+++ rollout/rayservice/ai-inference"

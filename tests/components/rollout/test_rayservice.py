@@ -25,7 +25,12 @@ from tests.conftest import REPO
 APPS = {
     # app: (node, num_gpus, env)
     "llm": ("khelben", 0.95, {}),
-    "embeddings": ("drizzt", 0.8, {"HSA_OVERRIDE_GFX_VERSION": "10.3.0"}),
+    # ROCm: the embeddings app runs torch (the inventory's embedding_backends).
+    "embeddings": (
+        "drizzt",
+        0.8,
+        {"HSA_OVERRIDE_GFX_VERSION": "10.3.0", "LLMW_EMBEDDING_BACKEND": "torch"},
+    ),
     "reranker": ("danilo", 0.8, {}),
     "whisper": ("elminster", 0.5, {}),
     "tts": ("elminster", 0.5, {}),
