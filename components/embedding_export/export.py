@@ -190,7 +190,10 @@ def _finish(
         return quantization, MODEL_FILE
     import openvino as ov
 
-    ov.save_model(ov.convert_model(str(onnx_file)), str(folder / OPENVINO_FILE), False)
+    # The runtime's ONNX frontend reads the graph as ov.convert_model would, without the
+    # converter's argument handling.
+    model = ov.Core().read_model(str(onnx_file))
+    ov.save_model(model, str(folder / OPENVINO_FILE), compress_to_fp16=False)
     return quantization, OPENVINO_FILE
 
 
