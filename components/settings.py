@@ -80,6 +80,17 @@ class Settings(BaseSettings):
     embedding_concurrency: int = Field(4, gt=0)
     embedding_timeout_s: float = Field(60.0, gt=0)
     embedding_max_retries: int = Field(5, ge=0)
+    # The local model's runtime (components/embedding_export/): "auto" is the gated default
+    # for the packaged model (exported once into embedding_cache_dir) and torch for any other;
+    # precision "auto" is the fastest one that passes the quality gate. An exported folder
+    # (llmw embeddings export) as embedding_model runs as its manifest says.
+    embedding_backend: Literal["auto", "torch", "onnx", "openvino"] = "auto"
+    embedding_precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
+    embedding_cache_dir: Path = Path(".llmw/embeddings")
+    # The export quality gate: the most recall@5 and MRR@10 may drop against fp32 (0.01: one
+    # point) on the labelled set, before an export is refused.
+    embedding_gate_max_recall_drop: float = Field(0.01, ge=0, le=1)
+    embedding_gate_max_mrr_drop: float = Field(0.01, ge=0, le=1)
 
     # Batch inference against an OpenAI-compatible server (the cluster's /llm route, or vLLM's).
     llm_url: str = "http://ai-inference-serve-svc.ai-ml.svc.cluster.local:8000/llm"
