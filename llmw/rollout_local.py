@@ -56,6 +56,28 @@ def _kube(engine: Engine) -> bool:
     return engine == Engine.kubernetes
 
 
+def _on_engine(
+    action: str, app: str, name: str | None, engine: Engine, target: Target
+) -> dict[str, Any]:
+    """``status`` or ``undo`` of APP on ``engine``; refusals and engine failures end the CLI."""
+    try:
+        if _kube(engine):
+            from components.rollout.kube_rollout import status_kube, undo_kube
+
+            kube = {"status": status_kube, "undo": undo_kube}[action]
+            result: dict[str, Any] = kube(app, _settings(), name, target.value)
+        else:
+            from components.rollout.local_rollout import status_local, undo_local
+
+            local = {"status": status_local, "undo": undo_local}[action]
+            result = local(app, _settings(), name)
+    except _refusals() as exc:
+        raise fail(f"refused: {getattr(exc, 'message', exc)}", EXIT_REFUSED) from None
+    except _engine_errors() as exc:
+        raise _engine_failed(exc, app, engine.value) from None
+    return result
+
+
 def apply_rollout(
     request: RolloutRequest, engine: str, as_json: bool, refused: int, rolled_back: int
 ) -> None:
@@ -122,19 +144,7 @@ def status_command(
 ) -> None:
     """What the engine runs for APP and the versions its history records. An interrupted
     rollout (started, never decided) is rolled back first."""
-    try:
-        if _kube(engine):
-            from components.rollout.kube_rollout import status_kube
-
-            status = status_kube(app, _settings(), name, target.value)
-        else:
-            from components.rollout.local_rollout import status_local
-
-            status = status_local(app, _settings(), name)
-    except _refusals() as exc:
-        raise fail(f"refused: {getattr(exc, 'message', exc)}", EXIT_REFUSED) from None
-    except _engine_errors() as exc:
-        raise _engine_failed(exc, app, engine.value) from None
+    status = _on_engine("status", app, name, engine, target)
     if as_json:
         typer.echo(json.dumps(status, indent=2))
         return
@@ -177,18 +187,6 @@ def undo_command(
     target: TargetOpt = Target.rayservice,
 ) -> None:
     """Restore the model APP served before its last promotion."""
-    try:
-        if _kube(engine):
-            from components.rollout.kube_rollout import undo_kube
-
-            result = undo_kube(app, _settings(), name, target.value)
-        else:
-            from components.rollout.local_rollout import undo_local
-
-            result = undo_local(app, _settings(), name)
-    except _refusals() as exc:
-        raise fail(f"refused: {getattr(exc, 'message', exc)}", EXIT_REFUSED) from None
-    except _engine_errors() as exc:
-        raise _engine_failed(exc, app, engine.value) from None
+    result = _on_engine("undo", app, name, engine, target)
     typer.echo(json.dumps(result, indent=2) if as_json else
                f"{app}: undid {result['undone']}; {result['serving']} serves")  # fmt: skip

@@ -169,22 +169,21 @@ class KubeApi:
         return _plain(found)
 
     def create(self, document: dict[str, Any]) -> dict[str, Any]:
-        kind = kind_of(document.get("apiVersion", ""), document.get("kind", ""))
-        meta = document.get("metadata") or {}
-        resource = self._resource(kind)
-        return _plain(self._call(
-            f"create {kind.plural}/{meta.get('name')} in {meta.get('namespace')}",
-            lambda: self._client.create(resource(copy.deepcopy(document))),
-        ))  # fmt: skip
+        return self._write("create", document)
 
     def replace(self, document: dict[str, Any]) -> dict[str, Any]:
         """PUT ``document`` (its ``metadata.resourceVersion`` is the precondition)."""
+        return self._write("replace", document)
+
+    def _write(self, verb: str, document: dict[str, Any]) -> dict[str, Any]:
+        """``create`` or ``replace`` the whole ``document`` through lightkube."""
         kind = kind_of(document.get("apiVersion", ""), document.get("kind", ""))
         meta = document.get("metadata") or {}
         resource = self._resource(kind)
+        send = getattr(self._client, verb)
         return _plain(self._call(
-            f"replace {kind.plural}/{meta.get('name')} in {meta.get('namespace')}",
-            lambda: self._client.replace(resource(copy.deepcopy(document))),
+            f"{verb} {kind.plural}/{meta.get('name')} in {meta.get('namespace')}",
+            lambda: send(resource(copy.deepcopy(document))),
         ))  # fmt: skip
 
     def patch(self, kind: Kind, name: str, namespace: str, body: Any,
